@@ -46,7 +46,7 @@ json_t *jsonx_parse(const char *text, size_t len, int max_depth, int *out_result
     goto done;
   }
   json_error_t jerr;
-  value = json_loadb(text, len, 0, &jerr);
+  value = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
   if (!value) {
     error_set(err, RESULT_INVALID, "",
               "the body is not valid JSON: %s at line %d column %d", jerr.text, jerr.line,
