@@ -56,6 +56,7 @@ struct request_state {
   bool too_big;
 };
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) HANDLER_PRINTF(2, 0);
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
   char line[512];
   vsnprintf(line, sizeof line, fmt, ap);

@@ -1,0 +1,65 @@
+/* Fuzz target: a request body as the Functions host would POST it, through the
+ * whole processor (payload, event model, workspace filter, record) to an
+ * exporter that serialises and drops the record. Nothing the host can send may
+ * crash the handler or leak. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "exporter.h"
+#include "function_app.h"
+#include "log.h"
+#include "processor.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int serialise_and_drop(struct exporter *self, const struct record *const *records,
+                              size_t count, int64_t deadline_ms, struct error_info *err) {
+  for (size_t i = 0; i < count; i++) {
+    json_t *json = record_to_json(records[i]);
+    free(jsonx_dump(json));
+    json_decref(json);
+  }
+  return RESULT_OK;
+}
+
+static const char *watch_one(void *ctx, const char *name) {
+  return strcmp(name, "AML_WORKSPACES") == 0
+             ? "/subscriptions/s/resourceGroups/g/providers/"
+               "Microsoft.MachineLearningServices/workspaces/w"
+             : NULL;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static struct config cfg;
+  static struct function_app app;
+  static struct function_def fn = {.name = "function_app", .binding = "event"};
+  static const char *names[] = {"function_app", NULL};
+  static struct exporter exporter = {.name = "fuzz",
+                                     .export_records = serialise_and_drop};
+  static struct processor *proc;
+  if (!proc) {
+    log_set_level(LOG_OFF);
+    struct error_info err;
+    config_load(&cfg, watch_one, NULL, &err);
+    app = (struct function_app){.functions = &fn, .count = 1, .names = names};
+    struct processor_options options = {
+        .config = &cfg, .app = &app, .exporter = &exporter};
+    proc = processor_new(&options);
+  }
+  char *body = malloc(size + 1);
+  if (!body)
+    return 0;
+  memcpy(body, data, size);
+  body[size] = '\0';
+  struct server_request request = {.function = "function_app",
+                                   .invocation_id = "fuzz",
+                                   .body = body,
+                                   .body_len = size};
+  struct server_response response = {0};
+  processor_invoke(proc, &request, &response);
+  free(response.body);
+  free(body);
+  return 0;
+}
