@@ -1,43 +1,72 @@
-/* The handler executable: wires settings, the function app, the exporter and the
- * server together, then serves until SIGTERM.
+/* The handler executable: wires settings, the exporter, the enricher and the
+ * server together.
+ *
+ *   handler [serve] [--port PORT] [--app-root DIR]   what the Functions host runs
+ *   handler replay [--budget-ms MS] FILE...          backfill from event files
  *
  * The Functions host starts us with FUNCTIONS_CUSTOMHANDLER_PORT and the app
- * settings in the environment and no arguments; `--port` and `--app-root` exist
- * for standalone runs. Start-up problems are one line on stderr and exit status
- * 1; a SIGTERM drains in-flight invocations and exits 0 only if all of them were
- * answered. */
+ * settings in the environment and no arguments. Start-up problems are one line
+ * on stderr and exit status 1; usage errors exit 2. SIGTERM drains in-flight
+ * invocations and exits 0 only if all of them were answered. */
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
-#include "invocation.h"
 #include "exporter.h"
 #include "function_app.h"
+#include "invocation.h"
 #include "log.h"
 #include "processor.h"
+#include "replay.h"
 #include "server.h"
 
 #define DRAIN_MS 25000
 
-static void usage(FILE *out) {
-  fprintf(
-      out,
-      "Usage: handler [--port PORT] [--app-root DIR]\n"
-      "\n"
-      "Azure Functions custom handler that records Azure Machine Learning Event Grid\n"
-      "events. The Functions host starts it with FUNCTIONS_CUSTOMHANDLER_PORT set; the\n"
-      "settings it reads are listed in README.md.\n"
-      "\n"
-      "  --port PORT      listen on 127.0.0.1:PORT (default: "
-      "FUNCTIONS_CUSTOMHANDLER_PORT)\n"
-      "  --app-root DIR   the function app folder (default: FUNCTIONS_APP_ROOT_PATH or "
-      ".)\n"
-      "  --help           show this help\n"
-      "  --version        show the version\n");
-}
+/* What every mode shares: settings and the processing chain behind them. */
+struct runtime {
+  struct config cfg;
+  struct exporter *exporter;
+  struct processor *proc;
+};
+
+static const char main_usage[] =
+    "Usage: handler [serve] [--port PORT] [--app-root DIR]\n"
+    "       handler replay [--budget-ms MS] FILE...\n"
+    "       handler --help | --version\n"
+    "\n"
+    "Azure Functions custom handler that records Azure Machine Learning Event Grid\n"
+    "events. The Functions host runs it without arguments (serve); the settings it\n"
+    "reads are listed in README.md.\n"
+    "\n"
+    "  serve    answer the Functions host on 127.0.0.1 (the default)\n"
+    "  replay   process events from files (single events, arrays, one per line, or\n"
+    "           Event Grid dead-letter blobs) with the same settings, then exit;\n"
+    "           the exit status is 1 if any event could not be recorded\n"
+    "\n"
+    "'handler MODE --help' describes a mode's options.\n";
+
+static const char serve_usage[] =
+    "Usage: handler [serve] [--port PORT] [--app-root DIR]\n"
+    "\n"
+    "  --port PORT      listen on 127.0.0.1:PORT (default: "
+    "FUNCTIONS_CUSTOMHANDLER_PORT,\n"
+    "                   then FUNCTIONS_HTTPWORKER_PORT)\n"
+    "  --app-root DIR   the function app folder (default: FUNCTIONS_APP_ROOT_PATH, or "
+    ".)\n";
+
+static const char replay_usage[] =
+    "Usage: handler replay [--budget-ms MS] FILE...\n"
+    "\n"
+    "Processes every event of every FILE as if Event Grid had delivered it, and prints\n"
+    "a progress line each second and a summary on stderr. Records go where the\n"
+    "settings send them (App Insights, or stdout).\n"
+    "\n"
+    "  --budget-ms MS   time allowed per event, retries included (default:\n"
+    "                   HANDLER_INVOCATION_BUDGET_MS, 20000)\n";
 
 static int startup_failed(const struct error_info *err) {
   log_error("event=startup_failed setting=%s reason=\"%s\"",
@@ -45,15 +74,47 @@ static int startup_failed(const struct error_info *err) {
   return 1;
 }
 
-int main(int argc, char **argv) {
-  static const struct option long_options[] = {{"port", required_argument, NULL, 'p'},
-                                               {"app-root", required_argument, NULL, 'r'},
-                                               {"help", no_argument, NULL, 'h'},
-                                               {"version", no_argument, NULL, 'V'},
-                                               {NULL, 0, NULL, 0}};
+static void runtime_close(struct runtime *rt) {
+  processor_free(rt->proc);
+  exporter_free(rt->exporter);
+  config_cleanup(&rt->cfg);
+  memset(rt, 0, sizeof *rt);
+}
+
+static int runtime_open(struct runtime *rt, const struct function_app *app,
+                        struct error_info *err) {
+  memset(rt, 0, sizeof *rt);
+  int r = config_load(&rt->cfg, config_process_env, NULL, err);
+  if (r != RESULT_OK)
+    return r;
+  log_set_level((enum log_level)rt->cfg.log_level);
+  if (rt->cfg.appinsights_connection_string) {
+    r = error_set(err, RESULT_UNSUPPORTED, rt->cfg.appinsights_setting,
+                  "%s is set, but this build has no Application Insights exporter yet",
+                  rt->cfg.appinsights_setting);
+    goto fail;
+  }
+  rt->exporter = console_exporter_new();
+  struct processor_options options = {
+      .config = &rt->cfg, .app = app, .exporter = rt->exporter};
+  if (!rt->exporter || !(rt->proc = processor_new(&options))) {
+    r = error_set(err, RESULT_NOMEM, "", "out of memory");
+    goto fail;
+  }
+  return RESULT_OK;
+fail:
+  runtime_close(rt);
+  return r;
+}
+
+static int serve(int argc, char **argv) {
+  static const struct option options[] = {{"port", required_argument, NULL, 'p'},
+                                          {"app-root", required_argument, NULL, 'r'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
   const char *port_arg = NULL, *root_arg = NULL;
   int opt;
-  while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
     switch (opt) {
       case 'p':
         port_arg = optarg;
@@ -62,96 +123,66 @@ int main(int argc, char **argv) {
         root_arg = optarg;
         break;
       case 'h':
-        usage(stdout);
-        return 0;
-      case 'V':
-        printf("handler %s\n", HANDLER_VERSION);
+        fputs(serve_usage, stdout);
         return 0;
       default:
-        usage(stderr);
+        fputs(serve_usage, stderr);
         return 2;
     }
   }
   if (optind < argc) {
-    fprintf(stderr, "handler: unexpected argument \"%s\"\n", argv[optind]);
-    usage(stderr);
+    fprintf(stderr, "handler: unexpected argument \"%s\"\n\n%s", argv[optind],
+            main_usage);
     return 2;
   }
 
   /* Signals are taken by sigwait() in this thread; every thread started later
-   * inherits the mask. A peer closing a socket must not kill the process. */
+   * inherits the mask. */
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-  signal(SIGPIPE, SIG_IGN);
 
   struct error_info err;
   error_clear(&err);
-  struct config cfg;
-  if (config_load(&cfg, config_process_env, NULL, &err) != RESULT_OK)
+  struct function_app app = {0};
+  struct runtime rt;
+  struct server *srv = NULL;
+  int status = 1;
+  if (runtime_open(&rt, &app, &err) != RESULT_OK)
     return startup_failed(&err);
-  log_set_level((enum log_level)cfg.log_level);
-  if (port_arg && !config_parse_port(port_arg, &cfg.port)) {
+  if (port_arg && !config_parse_port(port_arg, &rt.cfg.port)) {
     error_set(&err, RESULT_INVALID, "--port",
               "--port \"%.20s\" is not a port number (1-65535)", port_arg);
-    config_cleanup(&cfg);
-    return startup_failed(&err);
+    goto fail;
   }
-  if (!cfg.port) {
+  if (!rt.cfg.port) {
     error_set(
         &err, RESULT_INVALID, "FUNCTIONS_CUSTOMHANDLER_PORT",
         "no port to listen on: FUNCTIONS_CUSTOMHANDLER_PORT is not set (the Functions "
         "host sets it; for a standalone run pass --port)");
-    config_cleanup(&cfg);
-    return startup_failed(&err);
+    goto fail;
   }
+  if (function_app_load(&app, root_arg ? root_arg : rt.cfg.app_root, &err) != RESULT_OK)
+    goto fail;
 
-  int status = 1;
-  struct function_app app = {0};
-  struct exporter *exporter = NULL;
-  struct processor *proc = NULL;
-  struct server *srv = NULL;
-  if (function_app_load(&app, root_arg ? root_arg : cfg.app_root, &err) != RESULT_OK) {
-    startup_failed(&err);
-    goto done;
-  }
-  if (cfg.appinsights_connection_string) {
-    error_set(&err, RESULT_UNSUPPORTED, cfg.appinsights_setting,
-              "%s is set, but this build has no Application Insights exporter yet",
-              cfg.appinsights_setting);
-    startup_failed(&err);
-    goto done;
-  }
-  exporter = console_exporter_new();
-  struct processor_options popts = {.config = &cfg, .app = &app, .exporter = exporter};
-  if (!exporter || !(proc = processor_new(&popts))) {
-    error_set(&err, RESULT_NOMEM, "", "out of memory");
-    startup_failed(&err);
-    goto done;
-  }
-
-  struct server_options sopts = {.port = cfg.port,
+  struct server_options sopts = {.port = rt.cfg.port,
                                  .functions = app.names,
                                  .max_body = INVOCATION_MAX_BODY,
                                  .max_connections = 256,
                                  .invoke = processor_invoke,
-                                 .invoke_ctx = proc};
-  if (server_start(&sopts, &srv, &err) != RESULT_OK) {
-    startup_failed(&err);
-    goto done;
-  }
+                                 .invoke_ctx = rt.proc};
+  if (server_start(&sopts, &srv, &err) != RESULT_OK)
+    goto fail;
   log_info("event=listening address=127.0.0.1:%u functions=%zu exporter=%s version=%s",
-           (unsigned)server_port(srv), app.count, exporter->name, HANDLER_VERSION);
+           (unsigned)server_port(srv), app.count, rt.exporter->name, HANDLER_VERSION);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   log_info("event=stopping signal=%s in_flight=%u", sig == SIGTERM ? "SIGTERM" : "SIGINT",
            server_in_flight(srv));
-  bool drained = server_stop(srv, DRAIN_MS);
-  srv = NULL;
-  if (drained) {
+  if (server_stop(srv, DRAIN_MS)) {
     log_info("event=stopped");
     status = 0;
   } else {
@@ -159,13 +190,71 @@ int main(int argc, char **argv) {
         "event=stopped reason=\"in-flight invocations were still running after %d ms\"",
         DRAIN_MS);
   }
-
-done:
-  if (srv)
-    server_stop(srv, 0);
-  processor_free(proc);
-  exporter_free(exporter);
+  runtime_close(&rt);
   function_app_cleanup(&app);
-  config_cleanup(&cfg);
   return status;
+fail:
+  startup_failed(&err);
+  runtime_close(&rt);
+  function_app_cleanup(&app);
+  return 1;
+}
+
+static int replay(int argc, char **argv) {
+  static const struct option options[] = {{"budget-ms", required_argument, NULL, 'b'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+  long budget_ms = 0;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    switch (opt) {
+      case 'b':
+        budget_ms = strtol(optarg, NULL, 10);
+        if (budget_ms < 100 || budget_ms > 600000) {
+          fprintf(stderr, "handler replay: --budget-ms takes 100 to 600000\n");
+          return 2;
+        }
+        break;
+      case 'h':
+        fputs(replay_usage, stdout);
+        return 0;
+      default:
+        fputs(replay_usage, stderr);
+        return 2;
+    }
+  }
+  if (optind == argc) {
+    fprintf(stderr, "handler replay: no event files given\n\n%s", replay_usage);
+    return 2;
+  }
+  struct error_info err;
+  error_clear(&err);
+  struct function_app no_functions = {0};
+  struct runtime rt;
+  if (runtime_open(&rt, &no_functions, &err) != RESULT_OK)
+    return startup_failed(&err);
+  struct replay_summary summary;
+  int r = replay_files(
+      rt.proc, (const char *const *)argv + optind, (size_t)(argc - optind),
+      budget_ms ? (int)budget_ms : rt.cfg.invocation_budget_ms, stderr, &summary);
+  runtime_close(&rt);
+  return r == RESULT_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  /* A peer closing a socket must not kill the process. */
+  signal(SIGPIPE, SIG_IGN);
+  if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+    printf("handler %s\n", HANDLER_VERSION);
+    return 0;
+  }
+  if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+    fputs(main_usage, stdout);
+    return 0;
+  }
+  if (argc > 1 && strcmp(argv[1], "replay") == 0)
+    return replay(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "serve") == 0)
+    return serve(argc - 1, argv + 1);
+  return serve(argc, argv);
 }

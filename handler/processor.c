@@ -76,7 +76,11 @@ static int enrich(struct processor *proc, const struct aml_event *ev, struct rec
 
 int processor_process_event(struct processor *proc, const json_t *event,
                             const json_t *raw, const char *decode_error,
-                            int64_t deadline_ms, json_t *logs, struct error_info *err) {
+                            int64_t deadline_ms, json_t *logs, bool *out_rejected,
+                            struct error_info *err) {
+  bool rejected_placeholder;
+  bool *rejected = out_rejected ? out_rejected : &rejected_placeholder;
+  *rejected = true;
   if (!event)
     return reject(proc, decode_error ? decode_error : "no event", raw, deadline_ms, logs,
                   err);
@@ -101,6 +105,7 @@ int processor_process_event(struct processor *proc, const json_t *event,
     goto done;
   }
 
+  *rejected = false;
   if ((r = record_from_event(&rec, &ev)) != RESULT_OK) {
     error_set(err, r, "", "out of memory building the record");
     goto done;
@@ -172,7 +177,7 @@ void processor_invoke(void *ctx, const struct server_request *request,
   json_t *logs = json_array();
   int r =
       processor_process_event(proc, inv.event, inv.raw_event ? inv.raw_event : inv.root,
-                              inv.event_error.message, deadline_ms, logs, &err);
+                              inv.event_error.message, deadline_ms, logs, NULL, &err);
   if (r == RESULT_OK) {
     response->status = 200;
     response->body = invocation_body(logs, NULL, NULL);

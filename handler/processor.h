@@ -45,9 +45,11 @@ void processor_invoke(void *ctx, const struct server_request *request,
 /* Processes one decoded event (or, with `event` NULL, an event that could not be
  * decoded: `decode_error` says why and `raw` is what arrived). Appends a line for
  * the host's log to `logs` (a JSON array). Returns RESULT_OK when a record or a
- * rejected record was exported, otherwise the transient failure with `err`. */
+ * rejected record was exported (*out_rejected, when not NULL, says which),
+ * otherwise the transient failure with `err`. */
 int processor_process_event(struct processor *proc, const json_t *event,
                             const json_t *raw, const char *decode_error,
-                            int64_t deadline_ms, json_t *logs, struct error_info *err);
+                            int64_t deadline_ms, json_t *logs, bool *out_rejected,
+                            struct error_info *err);
 
 #endif
