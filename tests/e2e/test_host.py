@@ -55,6 +55,15 @@ def start_handler(root):
     return HostEmulator(root, executable=HANDLER_BIN).start()
 
 
+def stop_and_check(host):
+    """Stops a handler and fails unless it exited 0 (under valgrind, 99 means
+    memcheck found an error or a definitely lost block)."""
+    code = host.stop()
+    if code != 0:
+        tail = "\n".join(host.stderr_lines()[-20:])
+        raise AssertionError(f"the handler exited with {code}; stderr ends:\n{tail}")
+
+
 def fresh_event(index=8):
     """A copy of a sample event (default: the failed `evaluate` step) with a new id."""
     event = copy.deepcopy(SAMPLE[index])
@@ -129,7 +138,7 @@ class InvocationTest(unittest.TestCase):
         cls.root = make_app_root()
         cls.addClassCleanup(shutil.rmtree, cls.root)
         cls.host = start_handler(cls.root)
-        cls.addClassCleanup(cls.host.stop)
+        cls.addClassCleanup(stop_and_check, cls.host)
 
     def wait_for_record(self, event_id):
         return self.host.wait_for(lambda: records_of(self.host, event_id),
