@@ -36,7 +36,7 @@ json_t *jsonx_parse(const char *text, size_t len, int max_depth, int *out_result
                     struct error_info *err) {
   int result = RESULT_INVALID;
   json_t *value = NULL;
-  if (!text) {
+  if (!text || len == 0) {
     error_set(err, RESULT_INVALID, "", "the body is empty");
     goto done;
   }
