@@ -16,8 +16,11 @@
 #include <string.h>
 
 #include "config.h"
+#include "credential.h"
+#include "crypto.h"
 #include "exporter.h"
 #include "function_app.h"
+#include "http_client.h"
 #include "invocation.h"
 #include "log.h"
 #include "processor.h"
@@ -29,6 +32,7 @@
 /* What every mode shares: settings and the processing chain behind them. */
 struct runtime {
   struct config cfg;
+  struct credential *credential; /* NULL: no Azure credential configured */
   struct exporter *exporter;
   struct processor *proc;
 };
@@ -77,8 +81,17 @@ static int startup_failed(const struct error_info *err) {
 static void runtime_close(struct runtime *rt) {
   processor_free(rt->proc);
   exporter_free(rt->exporter);
+  credential_free(rt->credential);
   config_cleanup(&rt->cfg);
+  http_client_global_cleanup();
+  crypto_global_cleanup();
   memset(rt, 0, sizeof *rt);
+}
+
+/* SSL_CERT_FILE, unless unset or blank. */
+static const char *ca_file(void) {
+  const char *v = getenv("SSL_CERT_FILE");
+  return v && *v ? v : NULL;
 }
 
 static int runtime_open(struct runtime *rt, const struct function_app *app,
@@ -88,6 +101,14 @@ static int runtime_open(struct runtime *rt, const struct function_app *app,
   if (r != RESULT_OK)
     return r;
   log_set_level((enum log_level)rt->cfg.log_level);
+  struct http_client_options http = {.ca_file = ca_file()};
+  if ((r = crypto_global_init(err)) != RESULT_OK ||
+      (r = http_client_global_init(&http, err)) != RESULT_OK ||
+      (r = credential_from_env(config_process_env, NULL, &rt->credential, err)) !=
+          RESULT_OK)
+    goto fail;
+  if (rt->credential)
+    log_info("event=credential kind=\"%s\"", credential_kind(rt->credential));
   if (rt->cfg.appinsights_connection_string) {
     r = error_set(err, RESULT_UNSUPPORTED, rt->cfg.appinsights_setting,
                   "%s is set, but this build has no Application Insights exporter yet",
