@@ -97,7 +97,8 @@ const char *jsonx_scalar_ci(const json_t *object, const char *key, char *buf,
 }
 
 char *jsonx_dump(const json_t *value) {
-  return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+  /* 15 significant digits: what a double holds exactly, so 0.93 stays 0.93. */
+  return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
 }
 
 int jsonx_set_string(json_t *object, const char *key, const char *value) {

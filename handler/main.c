@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aml_client.h"
 #include "config.h"
 #include "credential.h"
 #include "crypto.h"
@@ -33,6 +34,7 @@
 struct runtime {
   struct config cfg;
   struct credential *credential; /* NULL: no Azure credential configured */
+  struct enricher *enricher;     /* the AML client, when there is a credential */
   struct exporter *exporter;
   struct processor *proc;
 };
@@ -81,6 +83,8 @@ static int startup_failed(const struct error_info *err) {
 static void runtime_close(struct runtime *rt) {
   processor_free(rt->proc);
   exporter_free(rt->exporter);
+  if (rt->enricher)
+    rt->enricher->free(rt->enricher);
   credential_free(rt->credential);
   config_cleanup(&rt->cfg);
   http_client_global_cleanup();
@@ -107,8 +111,12 @@ static int runtime_open(struct runtime *rt, const struct function_app *app,
       (r = credential_from_env(config_process_env, NULL, &rt->credential, err)) !=
           RESULT_OK)
     goto fail;
-  if (rt->credential)
+  if (rt->credential) {
     log_info("event=credential kind=\"%s\"", credential_kind(rt->credential));
+    if ((r = aml_client_new(rt->credential, config_process_env, NULL, &rt->enricher,
+                            err)) != RESULT_OK)
+      goto fail;
+  }
   if (rt->cfg.appinsights_connection_string) {
     r = error_set(err, RESULT_UNSUPPORTED, rt->cfg.appinsights_setting,
                   "%s is set, but this build has no Application Insights exporter yet",
@@ -117,7 +125,7 @@ static int runtime_open(struct runtime *rt, const struct function_app *app,
   }
   rt->exporter = console_exporter_new();
   struct processor_options options = {
-      .config = &rt->cfg, .app = app, .exporter = rt->exporter};
+      .config = &rt->cfg, .app = app, .exporter = rt->exporter, .enricher = rt->enricher};
   if (!rt->exporter || !(rt->proc = processor_new(&options))) {
     r = error_set(err, RESULT_NOMEM, "", "out of memory");
     goto fail;
