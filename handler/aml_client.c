@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "aml_client_internal.h"
+#include "crypto.h"
 #include "http_client.h"
 #include "jsonx.h"
 #include "log.h"
@@ -843,5 +844,55 @@ fail:
   if (result == RESULT_NOMEM)
     error_set(err, RESULT_NOMEM, "", "out of memory creating the AML client");
   client_free(c ? &c->base : NULL);
+  return result;
+}
+
+int aml_client_check(struct enricher *self, const char *subscription_id,
+                     const char *resource_group, const char *workspace,
+                     int64_t deadline_ms, aml_check_report_fn report, void *ctx) {
+  struct aml_client *c = (struct aml_client *)self;
+  /* A run id that cannot exist: a 404 proves the identity may read run history. */
+  char run_id[37];
+  crypto_uuid4(run_id);
+  struct aml_event ev = {.subscription_id = (char *)subscription_id,
+                         .resource_group = (char *)resource_group,
+                         .workspace = (char *)workspace,
+                         .run_id = run_id};
+  struct call call = {.client = c, .ev = &ev, .deadline_ms = deadline_ms};
+  struct error_info why = {0};
+  char *api = NULL;
+  json_t *doc = NULL;
+  int result = RESULT_NOMEM;
+  if (!(call.sub = segment(subscription_id)) || !(call.rg = segment(resource_group)) ||
+      !(call.ws = segment(workspace)))
+    goto done;
+
+  result = get_token(&call, &why);
+  report(
+      ctx, "Entra ID token for Azure Resource Manager", result, why.message,
+      "check the credential settings (AZURE_TENANT_ID, AZURE_CLIENT_ID, and the secret, "
+      "certificate, federated token file or managed identity)");
+  if (result != RESULT_OK)
+    goto done;
+
+  result = workspace_api(&call, &api, &why);
+  report(
+      ctx, "workspace discovery through ARM", result, why.message,
+      "check SUBSCRIPTION_ID / AML_RESOURCE_GROUP / AML_WORKSPACE_NAME (or "
+      "AML_WORKSPACES), and that the identity has a role on the workspace that can read "
+      "it (e.g. Reader or AzureML Data Scientist)");
+  if (result != RESULT_OK)
+    goto done;
+
+  result = get_run(&call, api, NULL, run_id, true, "run", &doc, &why);
+  if (result == RESULT_PERMANENT && strstr(why.message, "(404)"))
+    result = RESULT_OK; /* the run does not exist, and we were allowed to ask */
+  report(ctx, "run history read", result, why.message,
+         "the identity needs read access to runs, e.g. the AzureML Data Scientist role "
+         "(Microsoft.MachineLearningServices/workspaces/experiments/runs/read)");
+done:
+  json_decref(doc);
+  free(api);
+  call_cleanup(&call);
   return result;
 }

@@ -73,4 +73,16 @@ int aml_client_new(struct credential *cred, config_getenv_fn getenv_fn, void *ct
 /* Counters of a client made by aml_client_new(). Thread-safe. */
 void aml_client_get_stats(const struct enricher *client, struct aml_client_stats *out);
 
+/* One step of `handler check`: what was checked, its result, why it failed (may
+ * be empty) and what to do about it. */
+typedef void (*aml_check_report_fn)(void *ctx, const char *step, int result,
+                                    const char *reason, const char *hint);
+
+/* For `handler check`: a token for ARM, the workspace's discovery, and a read of
+ * the run history (of a run id that cannot exist, so 404 is success), each
+ * reported through `report`. Returns RESULT_OK when all passed. */
+int aml_client_check(struct enricher *client, const char *subscription_id,
+                     const char *resource_group, const char *workspace,
+                     int64_t deadline_ms, aml_check_report_fn report, void *ctx);
+
 #endif

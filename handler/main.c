@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "aml_client.h"
+#include "appinsights.h"
 #include "config.h"
 #include "credential.h"
 #include "crypto.h"
@@ -118,12 +119,12 @@ static int runtime_open(struct runtime *rt, const struct function_app *app,
       goto fail;
   }
   if (rt->cfg.appinsights_connection_string) {
-    r = error_set(err, RESULT_UNSUPPORTED, rt->cfg.appinsights_setting,
-                  "%s is set, but this build has no Application Insights exporter yet",
-                  rt->cfg.appinsights_setting);
-    goto fail;
+    r = appinsights_exporter_new(&rt->cfg, config_process_env, NULL, &rt->exporter, err);
+    if (r != RESULT_OK)
+      goto fail;
+  } else {
+    rt->exporter = console_exporter_new();
   }
-  rt->exporter = console_exporter_new();
   struct processor_options options = {
       .config = &rt->cfg, .app = app, .exporter = rt->exporter, .enricher = rt->enricher};
   if (!rt->exporter || !(rt->proc = processor_new(&options))) {

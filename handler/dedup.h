@@ -1,0 +1,33 @@
+/* A bounded set of recently seen ids (Event Grid event ids whose telemetry was
+ * accepted), so a redelivered event is acknowledged without sending again.
+ *
+ * Holds at most `capacity` ids; adding one more forgets the oldest (a ring of
+ * entries plus a chained hash index). Ids are copied.
+ *
+ * Ownership: dedup_new() returns a heap object freed by dedup_free().
+ * Threading: every function but dedup_free is thread-safe (one internal lock). */
+#ifndef HANDLER_DEDUP_H
+#define HANDLER_DEDUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define DEDUP_DEFAULT_CAPACITY 65536
+
+struct dedup;
+
+/* NULL on allocation failure. */
+struct dedup *dedup_new(size_t capacity);
+void dedup_free(struct dedup *set);
+
+bool dedup_contains(struct dedup *set, const char *id);
+/* Adds `id` (no effect when present). Returns 0, or RESULT_NOMEM. */
+int dedup_add(struct dedup *set, const char *id);
+/* Adds `id` when absent and says whether it did (an atomic test-and-set: of
+ * concurrent claims of one id exactly one wins). False also on allocation failure. */
+bool dedup_claim(struct dedup *set, const char *id);
+/* Forgets `id` (a claim whose work failed). */
+void dedup_remove(struct dedup *set, const char *id);
+size_t dedup_size(struct dedup *set);
+
+#endif
