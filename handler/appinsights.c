@@ -26,6 +26,7 @@
 #include "appinsights_internal.h"
 #include "connection_string.h"
 #include "credential.h"
+#include "crypto.h"
 #include "dedup.h"
 #include "gzip.h"
 #include "jsonx.h"
@@ -837,4 +838,91 @@ void appinsights_exporter_track_url(const struct exporter *exp, char *buf,
   pthread_mutex_lock(&ai->lock);
   snprintf(buf, buf_size, "%s", ai->track_url);
   pthread_mutex_unlock(&ai->lock);
+}
+
+/* A dry run: one envelope the service must refuse (it has no data), so nothing
+ * is stored, yet the answer shows the endpoint is reachable and our key or token
+ * was taken. */
+static int check_dry_run(struct ai_exporter *ai, int64_t deadline_ms,
+                         struct error_info *err) {
+  char now[32], *auth = NULL, *token = NULL, *url = NULL, body[512];
+  time_format_iso8601(time_now_ms(), now, sizeof now);
+  snprintf(body, sizeof body,
+           "[{\"name\":\"Microsoft.ApplicationInsights.Event\",\"time\":\"%s\","
+           "\"iKey\":\"%s\",\"data\":{}}]",
+           now, ai->telemetry.ikey);
+  struct http_header headers[2] = {{"Content-Type", "application/json"}};
+  size_t header_count = 1;
+  struct http_response resp = {0};
+  int r = RESULT_NOMEM;
+  pthread_mutex_lock(&ai->lock);
+  url = strdup(ai->track_url);
+  pthread_mutex_unlock(&ai->lock);
+  if (!url)
+    goto done;
+  if (ai->cred) {
+    if ((r = credential_get_token(ai->cred, CREDENTIAL_SCOPE_MONITOR, deadline_ms, &token,
+                                  err)) != RESULT_OK)
+      goto done;
+    if (!(auth = malloc(strlen(token) + 8))) {
+      r = RESULT_NOMEM;
+      goto done;
+    }
+    sprintf(auth, "Bearer %s", token);
+    headers[header_count++] = (struct http_header){"Authorization", auth};
+  }
+  struct http_request req = {.method = "POST",
+                             .url = url,
+                             .headers = headers,
+                             .header_count = header_count,
+                             .body = body,
+                             .body_len = strlen(body),
+                             .deadline_ms = deadline_ms,
+                             .max_response = MAX_RESPONSE};
+  if ((r = ai->tuning.transport(ai->tuning.transport_ctx, &req, &resp, err)) != RESULT_OK)
+    goto done;
+  json_t *answer =
+      jsonx_parse(resp.body, resp.body_len, JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
+  json_int_t received = json_integer_value(json_object_get(answer, "itemsReceived"));
+  json_decref(answer);
+  if (resp.status == 401 || resp.status == 403)
+    r = error_set(err, RESULT_DENIED, "", "ingestion refused the %s (HTTP %ld)%s",
+                  ai->cred ? "Entra ID token" : "instrumentation key", resp.status,
+                  ai->cred ? ": the identity needs the Monitoring Metrics Publisher role"
+                           : "");
+  else if (received != 1)
+    r = error_set(err, RESULT_TRANSIENT, "",
+                  "%s answered HTTP %ld without reading the item", url, resp.status);
+  else
+    r = RESULT_OK; /* it read our item (and refused it, as it should) */
+done:
+  if (token) {
+    memset(token, 0, strlen(token));
+    free(token);
+  }
+  if (auth) {
+    memset(auth, 0, strlen(auth));
+    free(auth);
+  }
+  free(url);
+  http_response_cleanup(&resp);
+  return r;
+}
+
+int appinsights_exporter_check(struct exporter *exp, bool dry_run, int64_t deadline_ms,
+                               struct error_info *err) {
+  struct ai_exporter *ai = (struct ai_exporter *)exp;
+  if (dry_run)
+    return check_dry_run(ai, deadline_ms, err);
+  char id[37];
+  crypto_uuid4(id);
+  struct record rec;
+  record_init(&rec);
+  snprintf(rec.name, sizeof rec.name, "AmlHandlerCheck");
+  int r = record_set_string(&rec, REC_EVENT_ID, id);
+  const struct record *records[1] = {&rec};
+  if (r == RESULT_OK)
+    r = ai_export(exp, records, 1, deadline_ms, err);
+  record_cleanup(&rec);
+  return r;
 }

@@ -30,6 +30,7 @@
 #ifndef HANDLER_APPINSIGHTS_H
 #define HANDLER_APPINSIGHTS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -61,5 +62,12 @@ void appinsights_exporter_stats(const struct exporter *exp,
 /* The URL POSTs go to now (changes after a redirect); copied into buf. */
 void appinsights_exporter_track_url(const struct exporter *exp, char *buf,
                                     size_t buf_size);
+
+/* For `handler check`: sends one test event (AmlHandlerCheck) and waits for it to
+ * be accepted; with dry_run, sends an item the service refuses by design (nothing
+ * is stored) and succeeds when the service read it, proving the endpoint and the
+ * key or token. RESULT_DENIED for 401/403, with the role to grant. */
+int appinsights_exporter_check(struct exporter *exp, bool dry_run, int64_t deadline_ms,
+                               struct error_info *err);
 
 #endif

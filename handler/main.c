@@ -3,6 +3,7 @@
  *
  *   handler [serve] [--port PORT] [--app-root DIR]   what the Functions host runs
  *   handler replay [--budget-ms MS] FILE...          backfill from event files
+ *   handler check [--dry-run]                        validate the configuration
  *
  * The Functions host starts us with FUNCTIONS_CUSTOMHANDLER_PORT and the app
  * settings in the environment and no arguments. Start-up problems are one line
@@ -17,6 +18,7 @@
 
 #include "aml_client.h"
 #include "appinsights.h"
+#include "check.h"
 #include "config.h"
 #include "credential.h"
 #include "crypto.h"
@@ -43,6 +45,7 @@ struct runtime {
 static const char main_usage[] =
     "Usage: handler [serve] [--port PORT] [--app-root DIR]\n"
     "       handler replay [--budget-ms MS] FILE...\n"
+    "       handler check [--dry-run]\n"
     "       handler --help | --version\n"
     "\n"
     "Azure Functions custom handler that records Azure Machine Learning Event Grid\n"
@@ -53,6 +56,9 @@ static const char main_usage[] =
     "  replay   process events from files (single events, arrays, one per line, or\n"
     "           Event Grid dead-letter blobs) with the same settings, then exit;\n"
     "           the exit status is 1 if any event could not be recorded\n"
+    "  check    validate the settings end to end (credential, workspace access, run\n"
+    "           history, ingestion), one line per step with a fix; exit status 1 if\n"
+    "           any step failed\n"
     "\n"
     "'handler MODE --help' describes a mode's options.\n";
 
@@ -74,6 +80,17 @@ static const char replay_usage[] =
     "\n"
     "  --budget-ms MS   time allowed per event, retries included (default:\n"
     "                   HANDLER_INVOCATION_BUDGET_MS, 20000)\n";
+
+static const char check_usage[] =
+    "Usage: handler check [--dry-run]\n"
+    "\n"
+    "Validates the settings as the handler would use them, one line per step:\n"
+    "the settings parse, an Entra ID token for ARM, each watched workspace's\n"
+    "discovery, a run history read (a run id that cannot exist: 404 means the\n"
+    "identity may read runs), and ingestion.\n"
+    "\n"
+    "  --dry-run   send ingestion an item it refuses by design (nothing is stored)\n"
+    "              instead of a test event named AmlHandlerCheck\n";
 
 static int startup_failed(const struct error_info *err) {
   log_error("event=startup_failed setting=%s reason=\"%s\"",
@@ -99,13 +116,14 @@ static const char *ca_file(void) {
   return v && *v ? v : NULL;
 }
 
-static int runtime_open(struct runtime *rt, const struct function_app *app,
+/* `quiet` keeps the log at warnings whatever HANDLER_LOG_LEVEL says (check). */
+static int runtime_open(struct runtime *rt, const struct function_app *app, bool quiet,
                         struct error_info *err) {
   memset(rt, 0, sizeof *rt);
   int r = config_load(&rt->cfg, config_process_env, NULL, err);
   if (r != RESULT_OK)
     return r;
-  log_set_level((enum log_level)rt->cfg.log_level);
+  log_set_level(quiet ? LOG_WARN : (enum log_level)rt->cfg.log_level);
   struct http_client_options http = {.ca_file = ca_file()};
   if ((r = crypto_global_init(err)) != RESULT_OK ||
       (r = http_client_global_init(&http, err)) != RESULT_OK ||
@@ -180,7 +198,7 @@ static int serve(int argc, char **argv) {
   struct runtime rt;
   struct server *srv = NULL;
   int status = 1;
-  if (runtime_open(&rt, &app, &err) != RESULT_OK)
+  if (runtime_open(&rt, &app, false, &err) != RESULT_OK)
     return startup_failed(&err);
   if (port_arg && !config_parse_port(port_arg, &rt.cfg.port)) {
     error_set(&err, RESULT_INVALID, "--port",
@@ -261,7 +279,7 @@ static int replay(int argc, char **argv) {
   error_clear(&err);
   struct function_app no_functions = {0};
   struct runtime rt;
-  if (runtime_open(&rt, &no_functions, &err) != RESULT_OK)
+  if (runtime_open(&rt, &no_functions, false, &err) != RESULT_OK)
     return startup_failed(&err);
   struct replay_summary summary;
   int r = replay_files(
@@ -269,6 +287,49 @@ static int replay(int argc, char **argv) {
       budget_ms ? (int)budget_ms : rt.cfg.invocation_budget_ms, stderr, &summary);
   runtime_close(&rt);
   return r == RESULT_OK ? 0 : 1;
+}
+
+static int check(int argc, char **argv) {
+  static const struct option options[] = {{"dry-run", no_argument, NULL, 'd'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+  bool dry_run = false;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    switch (opt) {
+      case 'd':
+        dry_run = true;
+        break;
+      case 'h':
+        fputs(check_usage, stdout);
+        return 0;
+      default:
+        fputs(check_usage, stderr);
+        return 2;
+    }
+  }
+  struct error_info err;
+  error_clear(&err);
+  struct function_app no_functions = {0};
+  struct runtime rt;
+  log_set_level(LOG_WARN);
+  if (runtime_open(&rt, &no_functions, true, &err) != RESULT_OK) {
+    char step[96];
+    snprintf(step, sizeof step, "settings (%s)", err.field[0] ? err.field : "-");
+    check_print(stdout, step, RESULT_INVALID, err.message,
+                "correct the setting named (README, Configuration)");
+    return 1;
+  }
+  struct check_subjects subjects = {.config = &rt.cfg,
+                                    .credential = rt.credential,
+                                    .aml = rt.enricher,
+                                    .exporter = rt.exporter,
+                                    .appinsights = rt.cfg.appinsights_connection_string,
+                                    .dry_run = dry_run,
+                                    .budget_ms = rt.cfg.invocation_budget_ms};
+  int failed = check_run(&subjects, stdout);
+  runtime_close(&rt);
+  return failed ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
@@ -284,6 +345,8 @@ int main(int argc, char **argv) {
   }
   if (argc > 1 && strcmp(argv[1], "replay") == 0)
     return replay(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "check") == 0)
+    return check(argc - 1, argv + 1);
   if (argc > 1 && strcmp(argv[1], "serve") == 0)
     return serve(argc - 1, argv + 1);
   return serve(argc, argv);
