@@ -394,7 +394,7 @@ static int judge(const struct http_response *response, const char *what,
   if (status == 403)
     return error_set(err, RESULT_PERMANENT, "", REASON_FORBIDDEN);
   if (status == 401)
-    return error_set(err, RESULT_PERMANENT, "",
+    return error_set(err, RESULT_DENIED, "",
                      "credential refused (401) reading the %s: check that the identity's "
                      "token is for Azure Resource Manager and its tenant owns the "
                      "workspace",
@@ -679,10 +679,11 @@ static int get_token(struct call *call, struct error_info *err) {
     return result;
   if (result == RESULT_IO) /* a federated token file being rotated */
     return RESULT_TRANSIENT;
-  /* Refused (or unusable): configuration, not something redelivery fixes. */
+  /* Refused (or unusable): the invocation fails, so every event is delivered again
+   * once the credential is fixed (Event Grid keeps trying for 24 hours). */
   char sentence[sizeof err->message];
   snprintf(sentence, sizeof sentence, "%s", err && err->message[0] ? err->message : "");
-  return error_set(err, RESULT_PERMANENT, "", "credential refused: %s",
+  return error_set(err, RESULT_DENIED, "", "credential refused: %s",
                    sentence[0] ? sentence : result_str(result));
 }
 
@@ -694,6 +695,14 @@ static void call_cleanup(struct call *call) {
     memset(call->auth, 0, strlen(call->auth));
     free(call->auth);
   }
+}
+
+/* A record says what its event reported: a RunStatusChanged(Running) processed
+ * after the run ended (a redelivery, a backlog) stays Running, so it is neither
+ * counted as finished nor measured. The run's current status fills in only when
+ * the event carries none. */
+static int keep_event_status(struct record *rec, const struct aml_event *ev) {
+  return ev->run_status ? record_set_string(rec, REC_STATUS, ev->run_status) : RESULT_OK;
 }
 
 static int enrich(struct enricher *self, const struct aml_event *ev, struct record *rec,
@@ -725,7 +734,8 @@ static int enrich(struct enricher *self, const struct aml_event *ev, struct reco
   result = get_run(&call, api, exp, ev->run_id, true, "run", &details, &local);
   if (result != RESULT_OK)
     goto done;
-  if ((result = run_details_apply(rec, details)) != RESULT_OK)
+  if ((result = run_details_apply(rec, details)) != RESULT_OK ||
+      (result = keep_event_status(rec, ev)) != RESULT_OK)
     goto done;
 
   /* Only the Run has the display name; it names requests and dependencies, which
@@ -734,15 +744,9 @@ static int enrich(struct enricher *self, const struct aml_event *ev, struct reco
   if (!record_string(rec, REC_DISPLAY_NAME) && run_status_is_terminal(status)) {
     struct error_info run_err = {0};
     if (get_run(&call, api, exp, ev->run_id, false, "run", &run, &run_err) == RESULT_OK) {
-      json_t *status_json = jsonx_get_ci(details, "status");
-      if ((result = run_details_apply(rec, run)) != RESULT_OK)
+      if ((result = run_details_apply(rec, run)) != RESULT_OK ||
+          (result = keep_event_status(rec, ev)) != RESULT_OK)
         goto done;
-      /* RunDetails' status stays the one reported. */
-      if (json_is_string(status_json))
-        record_set_string(rec, REC_STATUS,
-                          run_status_canonical(json_string_value(status_json))
-                              ? run_status_canonical(json_string_value(status_json))
-                              : json_string_value(status_json));
     } else {
       log_warn("event=aml_run_read_failed run_id=%s reason=\"%s\"", ev->run_id,
                run_err.message);

@@ -12,10 +12,11 @@
  *   - RESULT_OK with `enrichment` = "ok": the record was completed;
  *   - RESULT_OK with `enrichment` = a short reason: the details cannot be had
  *     for a reason redelivery will not fix: run or workspace not found (404),
- *     forbidden (403), credential refused (Entra ID refused it, or 401 from ARM
- *     or AML: a configuration problem, so the event is recorded without details
- *     and the reason says what to fix, rather than failing every invocation for
- *     up to a day), another 4xx, or a discovery/API URL that is not https;
+ *     forbidden (403), another 4xx, or a discovery/API URL that is not https;
+ *   - RESULT_DENIED (err filled): the credential was refused (by Entra ID, or
+ *     401 from ARM or AML). The invocation fails, the log says which setting to
+ *     check, and Event Grid keeps delivering the events, so none is recorded
+ *     without details once the credential is fixed (within Event Grid's 24 h);
  *   - RESULT_TRANSIENT / RESULT_TIMEOUT (err filled): network failures, 408,
  *     429 and 5xx after http_client_send_retry()'s retries, or a token service
  *     that failed in a way that may pass: the invocation fails and Event Grid

@@ -6,7 +6,9 @@
  *     (run not found, forbidden); either way the `enrichment` field says which
  *     ("ok", or why not) and the event is acknowledged.
  *   - RESULT_TRANSIENT / RESULT_TIMEOUT: upstream failed in a way that may pass;
- *     the invocation fails so Event Grid delivers again.
+ *     the invocation fails so Event Grid delivers again;
+ *   - RESULT_DENIED: the credential was refused; the invocation fails too, so the
+ *     events come again once the configuration is fixed.
  * Threading: enrich() is called concurrently; implementations are thread-safe. */
 #ifndef HANDLER_ENRICHER_H
 #define HANDLER_ENRICHER_H

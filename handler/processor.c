@@ -183,8 +183,11 @@ void processor_invoke(void *ctx, const struct server_request *request,
     response->body = invocation_body(logs, NULL, NULL);
   } else {
     response->status = 500;
-    response->body = invocation_body(
-        logs, r == RESULT_TIMEOUT ? "DeadlineExceeded" : "UpstreamFailure", &err);
+    response->body = invocation_body(logs,
+                                     r == RESULT_TIMEOUT  ? "DeadlineExceeded"
+                                     : r == RESULT_DENIED ? "CredentialRefused"
+                                                          : "UpstreamFailure",
+                                     &err);
   }
   json_decref(logs);
   invocation_cleanup(&inv);

@@ -260,6 +260,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 class _ThreadingServer(socketserver.ThreadingTCPServer):
+    request_queue_size = 128  # 32+ concurrent clients connect at once in tests
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True

@@ -453,29 +453,44 @@ static void permanent_failures_are_acknowledged(void **state) {
                "the AzureML Data Scientist role");
   record_cleanup(&rec);
 
-  ev = run_event("unauth", "Completed", RUN_KIND_PLAIN);
-  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
-  assert_non_null(
-      strstr(record_string(&rec, REC_ENRICHMENT), "credential refused (401)"));
-  record_cleanup(&rec);
-
   ev = run_event("teapot", "Completed", RUN_KIND_PLAIN);
   assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
   assert_field(&rec, REC_ENRICHMENT, "run refused (HTTP 418)");
   record_cleanup(&rec);
 
-  /* A refused credential: configuration, recorded with the reason. */
+  struct aml_client_stats stats;
+  aml_client_get_stats(client, &stats);
+  assert_int_equal(stats.permanent_failures, 3);
+  assert_int_equal(stats.transient_failures, 0);
+}
+
+static void a_refused_credential_fails_the_invocation(void **state) {
+  struct enricher *client = *state;
+  discovery_routes();
+  route("GET", HISTORY "/experimentids/exp-1/runs/unauth/details", 401, "");
+  struct record rec;
+  struct error_info err = {0};
+
+  /* 401 from run history: the token was not taken. */
+  struct aml_event ev = run_event("unauth", "Completed", RUN_KIND_PLAIN);
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_DENIED);
+  assert_non_null(strstr(err.message, "credential refused (401)"));
+  assert_null(record_string(&rec, REC_ENRICHMENT));
+  record_cleanup(&rec);
+
+  /* Entra ID refused the credential: the reason names the setting. */
   fake.token_result = RESULT_DENIED;
   ev = run_event("run-1", "Completed", RUN_KIND_PLAIN);
-  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
-  assert_field(&rec, REC_ENRICHMENT,
-               "credential refused: client secret credential refused (AADSTS7000215)");
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_DENIED);
+  assert_string_equal(
+      err.message,
+      "credential refused: client secret credential refused (AADSTS7000215)");
   record_cleanup(&rec);
 
   struct aml_client_stats stats;
   aml_client_get_stats(client, &stats);
-  assert_int_equal(stats.permanent_failures, 5);
-  assert_int_equal(stats.transient_failures, 0);
+  assert_int_equal(stats.transient_failures, 2);
+  assert_int_equal(stats.permanent_failures, 0);
 }
 
 static void transient_failures_ask_for_redelivery(void **state) {
@@ -660,6 +675,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(parent_cache_single_flight, setup, teardown),
       cmocka_unit_test_setup_teardown(permanent_failures_are_acknowledged, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(a_refused_credential_fails_the_invocation, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(transient_failures_ask_for_redelivery, setup,
                                       teardown),
