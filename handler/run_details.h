@@ -8,9 +8,10 @@
  * text (PROTOCOLS.md §4).
  *
  * Precedence: a value found in the run document replaces what the event said
- * (the service is the source of truth, and the details' status is newer than
- * the event's); fields the document does not carry keep the event's value.
- * Experiment name and id are only filled, never replaced.
+ * (the service is the source of truth); fields the document does not carry keep
+ * the event's value. Experiment name and id are only filled, never replaced.
+ * The status is mapped too; the AML client then puts back the status the event
+ * reported, when it reported one (a record says what its event said).
  *
  * Ownership: documents are borrowed; the record copies what it keeps.
  * Thread-safe: no shared state. */
