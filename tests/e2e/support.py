@@ -358,3 +358,27 @@ def leaked(host, secrets):
     """The labels of the secrets that appear in the handler's stdout or stderr."""
     text = "\n".join(line for _, line in host.output())
     return [label for label, secret in secrets if secret and secret in text]
+
+
+class BenchTestCase(unittest.TestCase):
+    """A test class sharing one Bench (stand-ins and app root); each test starts
+    with clean journals, and the handlers it starts are stopped after it.
+    Subclasses set `appinsights` (export to the ingestion stand-in, or records on
+    stdout) and `bench_options` (Stack options)."""
+
+    bench_options = {}
+    appinsights = True
+
+    @classmethod
+    def setUpClass(cls):
+        cls.bench = Bench(**cls.bench_options).start()
+        cls.addClassCleanup(cls.bench.stop)
+        cls.stack = cls.bench.stack
+
+    def setUp(self):
+        self.bench.clear_journals()
+
+    def handler(self, credential="secret", **extra):
+        host = self.bench.handler(credential, appinsights=self.appinsights, **extra)
+        self.addCleanup(lambda: host.process.poll() is None and host.stop())
+        return host

@@ -28,7 +28,7 @@ from tests.e2e.host_emulator import succeeded
 from tests.e2e.support import (
     FUNCTION,
     NEEDS_HANDLER,
-    Bench,
+    BenchTestCase,
     duration_ms,
     event_status,
     expected_from_run,
@@ -72,23 +72,13 @@ def run_of(item):
             else props.get("cicd.pipeline.run.id")) or props.get("run_id")
 
 
-class TelemetryTestCase(unittest.TestCase):
-    bench_options = {}
+class TelemetryTestCase(BenchTestCase):
+    appinsights = True
 
     @classmethod
     def setUpClass(cls):
-        cls.bench = Bench(**cls.bench_options).start()
-        cls.addClassCleanup(cls.bench.stop)
-        cls.stack = cls.bench.stack
+        super().setUpClass()
         cls.service = cls.stack.ingestion.service
-
-    def setUp(self):
-        self.bench.clear_journals()
-
-    def handler(self, credential="secret", **extra):
-        host = self.bench.handler(credential, appinsights=True, **extra)
-        self.addCleanup(lambda: host.process.poll() is None and host.stop())
-        return host
 
     def stop_and_check(self, host):
         code = host.stop()

@@ -27,7 +27,7 @@ from tests.e2e.host_emulator import succeeded
 from tests.e2e.support import (
     FUNCTION,
     NEEDS_HANDLER,
-    Bench,
+    BenchTestCase,
     event_status,
     expected_from_run,
     fresh_copy,
@@ -74,22 +74,8 @@ def describe(result):
     return repr(result)
 
 
-class EnrichmentTestCase(unittest.TestCase):
-    bench_options = {}
-
-    @classmethod
-    def setUpClass(cls):
-        cls.bench = Bench(**cls.bench_options).start()
-        cls.addClassCleanup(cls.bench.stop)
-        cls.stack = cls.bench.stack
-
-    def setUp(self):
-        self.bench.clear_journals()
-
-    def handler(self, credential="secret", **extra):
-        host = self.bench.handler(credential, appinsights=False, **extra)
-        self.addCleanup(lambda: host.process.poll() is None and host.stop())
-        return host
+class EnrichmentTestCase(BenchTestCase):
+    appinsights = False
 
     def sample_event(self, run_id, status=None, event_type="RunStatusChanged"):
         """A fresh copy of the sample event of `run_id` with `status`."""

@@ -16,12 +16,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 import unittest
 import uuid
 from pathlib import Path
 
+from tests.e2e.support import make_app_root
 from tests.e2e.host_emulator import (
     HostEmulator,
     check_answer,
@@ -40,15 +40,6 @@ SUBSCRIPTION = "6f3a1b2c-0000-4000-8000-000000000001"
 NEEDS_HANDLER = unittest.skipUnless(
     os.access(HANDLER_BIN, os.X_OK),
     f"no handler executable at {HANDLER_BIN}: build it first (scripts/build)")
-
-
-def make_app_root():
-    """A temporary Function App: the repo's host.json and function folders."""
-    root = Path(tempfile.mkdtemp(prefix="handler-e2e-"))
-    shutil.copy(REPO / "host.json", root)
-    for function_json in REPO.glob("*/function.json"):
-        shutil.copytree(function_json.parent, root / function_json.parent.name)
-    return root
 
 
 def start_handler(root):
