@@ -79,6 +79,11 @@ struct ai_exporter {
   struct item *head, **tail;
   char *track_url;
   struct appinsights_stats stats;
+  /* Invocations in flight (the server's count), to end the batching window as
+   * soon as every one of them is waiting here: no more items are coming. */
+  unsigned (*in_flight)(void *ctx);
+  void *in_flight_ctx;
+  unsigned exporting; /* export calls waiting for their items */
 };
 
 /* What one POST (with its redirects) came to, for the items not settled. */
@@ -493,9 +498,12 @@ static void *sender_main(void *arg) {
       continue;
     }
     /* The window runs from when the oldest ready item became ready, so items
-     * that queued up during the previous POST go out at once. */
+     * that queued up during the previous POST go out at once; it ends early when
+     * every invocation in flight is already waiting for its items. */
     int64_t window_end = oldest + ai->tuning.window_ms;
-    if (now < window_end && ready < cap && bytes < ai->tuning.max_batch_bytes) {
+    bool all_here = ai->in_flight && ai->exporting >= ai->in_flight(ai->in_flight_ctx);
+    if (now < window_end && !all_here && ready < cap &&
+        bytes < ai->tuning.max_batch_bytes) {
       wait_until(&ai->work, &ai->lock, window_end);
       continue;
     }
@@ -649,6 +657,7 @@ static int ai_export(struct exporter *self, const struct record *const *records,
   }
 
   pthread_mutex_lock(&ai->lock);
+  ai->exporting++;
   ai->stats.duplicates_skipped += duplicates;
   ai->stats.items_failed += oversize;
   w->pending = n;
@@ -676,6 +685,7 @@ static int ai_export(struct exporter *self, const struct record *const *records,
     log_warn("event=appinsights_export_failed pending=%zu items=%zu reason=\"%s\"",
              w->pending, n, w->last_error);
   }
+  ai->exporting--;
   waiter_unref(ai, w);
   pthread_mutex_unlock(&ai->lock);
   json_decref(envs);
@@ -925,4 +935,13 @@ int appinsights_exporter_check(struct exporter *exp, bool dry_run, int64_t deadl
     r = ai_export(exp, records, 1, deadline_ms, err);
   record_cleanup(&rec);
   return r;
+}
+
+void appinsights_exporter_set_in_flight_probe(struct exporter *exp,
+                                              unsigned (*in_flight)(void *), void *ctx) {
+  struct ai_exporter *ai = (struct ai_exporter *)exp;
+  pthread_mutex_lock(&ai->lock);
+  ai->in_flight = in_flight;
+  ai->in_flight_ctx = ctx;
+  pthread_mutex_unlock(&ai->lock);
 }

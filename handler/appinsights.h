@@ -63,6 +63,14 @@ void appinsights_exporter_stats(const struct exporter *exp,
 void appinsights_exporter_track_url(const struct exporter *exp, char *buf,
                                     size_t buf_size);
 
+/* Lets the group commit end its window early: `in_flight(ctx)` says how many
+ * invocations are being processed (server_in_flight); once all of them wait for
+ * their items, the batch goes at once instead of after the window. Call it
+ * before invocations arrive. Without it, the window always runs out. */
+void appinsights_exporter_set_in_flight_probe(struct exporter *exp,
+                                              unsigned (*in_flight)(void *ctx),
+                                              void *ctx);
+
 /* For `handler check`: sends one test event (AmlHandlerCheck) and waits for it to
  * be accepted; with dry_run, sends an item the service refuses by design (nothing
  * is stored) and succeeds when the service read it, proving the endpoint and the

@@ -46,7 +46,7 @@
 #include "retry.h"
 #include "timeutil.h"
 
-#define POOL_MAX_IDLE 16
+#define POOL_MAX_IDLE 64
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_USER_AGENT "aml-event-handler/" HANDLER_VERSION
 #define MAX_HEADER_VALUE 8192 /* longer captured header values are cut */

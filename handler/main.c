@@ -155,6 +155,36 @@ fail:
   return r;
 }
 
+/* One line with what the upstream services were asked, for benchmarks and for a
+ * person reading the log after a run. */
+static void log_upstream_stats(const struct runtime *rt) {
+  struct http_client_stats http;
+  http_client_get_stats(&http);
+  struct aml_client_stats aml = {0};
+  if (rt->enricher)
+    aml_client_get_stats(rt->enricher, &aml);
+  struct appinsights_stats ai = {0};
+  if (rt->cfg.appinsights_connection_string)
+    appinsights_exporter_stats(rt->exporter, &ai);
+  log_info("event=upstream_stats http_requests=%llu http_connections=%llu "
+           "http_retries=%llu token_requests=%llu discovery_requests=%llu "
+           "run_requests=%llu parent_lookups=%llu ingestion_posts=%llu items_sent=%llu "
+           "items_accepted=%llu items_failed=%llu duplicates_skipped=%llu",
+           (unsigned long long)http.requests, (unsigned long long)http.connections,
+           (unsigned long long)http.retries,
+           (unsigned long long)(rt->credential ? credential_token_requests(rt->credential)
+                                               : 0),
+           (unsigned long long)aml.discovery_requests,
+           (unsigned long long)aml.run_requests, (unsigned long long)aml.parent_lookups,
+           (unsigned long long)ai.posts, (unsigned long long)ai.items_sent,
+           (unsigned long long)ai.items_accepted, (unsigned long long)ai.items_failed,
+           (unsigned long long)ai.duplicates_skipped);
+}
+
+static unsigned in_flight_probe(void *server) {
+  return server_in_flight(server);
+}
+
 static int serve(int argc, char **argv) {
   static const struct option options[] = {{"port", required_argument, NULL, 'p'},
                                           {"app-root", required_argument, NULL, 'r'},
@@ -223,6 +253,8 @@ static int serve(int argc, char **argv) {
                                  .invoke_ctx = rt.proc};
   if (server_start(&sopts, &srv, &err) != RESULT_OK)
     goto fail;
+  if (rt.cfg.appinsights_connection_string)
+    appinsights_exporter_set_in_flight_probe(rt.exporter, in_flight_probe, srv);
   log_info("event=listening address=127.0.0.1:%u functions=%zu exporter=%s version=%s",
            (unsigned)server_port(srv), app.count, rt.exporter->name, HANDLER_VERSION);
 
@@ -230,7 +262,11 @@ static int serve(int argc, char **argv) {
   sigwait(&stop_signals, &sig);
   log_info("event=stopping signal=%s in_flight=%u", sig == SIGTERM ? "SIGTERM" : "SIGINT",
            server_in_flight(srv));
-  if (server_stop(srv, DRAIN_MS)) {
+  if (rt.cfg.appinsights_connection_string) /* the server is about to go away */
+    appinsights_exporter_set_in_flight_probe(rt.exporter, NULL, NULL);
+  bool drained = server_stop(srv, DRAIN_MS);
+  log_upstream_stats(&rt);
+  if (drained) {
     log_info("event=stopped");
     status = 0;
   } else {
