@@ -380,5 +380,16 @@ class BenchTestCase(unittest.TestCase):
 
     def handler(self, credential="secret", **extra):
         host = self.bench.handler(credential, appinsights=self.appinsights, **extra)
-        self.addCleanup(lambda: host.process.poll() is None and host.stop())
+        self.addCleanup(stop_cleanly, host)
         return host
+
+
+def stop_cleanly(host):
+    """Stops a handler still running and fails unless it exits 0 (under valgrind,
+    99 means memcheck found an error or a definitely lost block)."""
+    if host.process is None or host.process.poll() is not None:
+        return
+    code = host.stop()
+    if code != 0:
+        tail = "\n".join(host.stderr_lines()[-20:])
+        raise AssertionError(f"the handler exited with {code}; stderr ends:\n{tail}")
