@@ -217,6 +217,18 @@ def expected_from_run(run, event=None):
     return {k: v for k, v in expected.items() if v is not None}
 
 
+def expected_record(runs, event):
+    """The fields the enriched record of a sample `event` must hold: those of its
+    run's details (expected_from_run) and those the event itself carries."""
+    run = runs[event["data"]["runId"]]
+    topic = event["topic"].split("/")
+    return dict(expected_from_run(run, event), event_id=event["id"],
+                event_time=event["eventTime"],
+                experimentId=event["data"]["experimentId"],
+                experimentName=event["data"]["experimentName"],
+                subscriptions=topic[2], resourceGroup=topic[4], amlWorkSpace=topic[-1])
+
+
 def last_metrics(run):
     """{name: last value} of the scalar metrics the run logged."""
     return {name: max(points, key=lambda p: p["step"])["value"]

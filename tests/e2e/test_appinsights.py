@@ -32,6 +32,7 @@ from tests.e2e.support import (
     duration_ms,
     event_status,
     expected_from_run,
+    expected_record,
     fresh_copy,
     iso_ms,
     leaked,
@@ -153,14 +154,7 @@ class PipelineTelemetryTest(TelemetryTestCase):
                 props = item.properties
                 self.assertTrue(all(isinstance(v, str) for v in props.values()), props)
                 self.assertEqual(props.get("enrichment"), "ok")
-                run = self.bench.runs[event["data"]["runId"]]
-                topic = event["topic"].split("/")
-                expected = dict(expected_from_run(run, event), event_id=event["id"],
-                                event_time=event["eventTime"],
-                                experimentId=event["data"]["experimentId"],
-                                experimentName=event["data"]["experimentName"],
-                                subscriptions=topic[2], resourceGroup=topic[4],
-                                amlWorkSpace=topic[-1])
+                expected = expected_record(self.bench.runs, event)
                 for key, value in expected.items():
                     if isinstance(value, int):
                         self.assertIn(key, props)

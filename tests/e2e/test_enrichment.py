@@ -30,6 +30,7 @@ from tests.e2e.support import (
     BenchTestCase,
     event_status,
     expected_from_run,
+    expected_record,
     fresh_copy,
     last_metrics,
     leaked,
@@ -105,13 +106,7 @@ class EnrichmentTestCase(BenchTestCase):
         self.assertEqual(line["name"], "Aml" + short_type)
         self.assertEqual(record.get("enrichment"), "ok", record)
         run = self.bench.runs[event["data"]["runId"]]
-        topic = event["topic"].split("/")
-        expected = dict(expected_from_run(run, event), event_id=event["id"],
-                        event_time=event["eventTime"],
-                        experimentId=event["data"]["experimentId"],
-                        experimentName=event["data"]["experimentName"],
-                        subscriptions=topic[2], resourceGroup=topic[4],
-                        amlWorkSpace=topic[-1])
+        expected = expected_record(self.bench.runs, event)
         self.assertEqual({k: record.get(k) for k in expected}, expected)
         # Metrics are read for records of completed runs (what the event said).
         if expected["status"] == "Completed" and last_metrics(run):
