@@ -195,6 +195,13 @@ static int64_t run_start_ms(const struct record *rec, int64_t now_ms) {
   return event_time_ms(rec, now_ms);
 }
 
+static bool run_duration_known(const struct record *rec) {
+  double v;
+  return record_number(rec, REC_EXECUTION_TIME_MS, &v) ||
+         (record_number(rec, REC_START_TIME_UTC_MS, &v) &&
+          record_number(rec, REC_END_TIME_UTC_MS, &v));
+}
+
 static int64_t run_duration_ms(const struct record *rec) {
   double exec, start, end;
   if (record_number(rec, REC_EXECUTION_TIME_MS, &exec) && exec >= 0)
@@ -422,13 +429,17 @@ int telemetry_envelopes(const struct telemetry_options *options, const struct re
   int r = RESULT_OK;
   if ((parts & TELEMETRY_EVENT) && (r = add_event(options, rec, now_ms, &c, out)))
     return r;
-  if (!(parts & TELEMETRY_RUN) || !telemetry_measured_run(rec) || !c.set)
+  if (!(parts & TELEMETRY_RUN) || !telemetry_measured_run(rec))
     return RESULT_OK;
+  /* Metrics need no correlation; a request or dependency needs its pipeline and
+   * a real duration (without run details a run's timing is unknown, and a zero
+   * would skew every percentile). */
   if ((r = add_metric(options, rec, now_ms, &c, "AmlRunDurationMs", REC_EXECUTION_TIME_MS,
                       out)) != RESULT_OK ||
       (r = add_metric(options, rec, now_ms, &c, "AmlRunQueueTimeMs", REC_QUEUE_TIME_MS,
-                      out)) != RESULT_OK ||
-      (r = add_span(options, rec, now_ms, &c, out)) != RESULT_OK)
+                      out)) != RESULT_OK)
+    return r;
+  if (c.set && run_duration_known(rec) && (r = add_span(options, rec, now_ms, &c, out)))
     return r;
   if (options->legacy_traces)
     r = add_legacy_trace(options, rec, now_ms, &c, out);

@@ -247,6 +247,32 @@ static void running_run_has_no_request(void **state) {
   record_cleanup(&rec);
 }
 
+static void
+a_run_without_details_has_no_span_and_a_lone_step_keeps_its_metric(void **state) {
+  struct telemetry_options o = options();
+  struct record rec;
+  /* No run details: duration unknown, so no request with a made-up zero. */
+  base_run(&rec, "AmlRunCompleted", RUN_KIND_PLAIN, PIPELINE_ID, "Completed");
+  record_clear(&rec, REC_EXECUTION_TIME_MS);
+  record_clear(&rec, REC_START_TIME_UTC_MS);
+  json_t *envs = json_array();
+  assert_int_equal(telemetry_envelopes(&o, &rec, NOW, TELEMETRY_ALL, envs), 0);
+  assert_int_equal(count(envs, "Event"), 1);
+  assert_int_equal(count(envs, "Request"), 0);
+  json_decref(envs);
+  record_cleanup(&rec);
+
+  /* A finished step whose pipeline is unknown: no dependency to hang anywhere,
+   * but its duration is still a metric. */
+  base_run(&rec, "AmlRunCompleted", RUN_KIND_STEP, "step-1", "Completed");
+  envs = json_array();
+  assert_int_equal(telemetry_envelopes(&o, &rec, NOW, TELEMETRY_ALL, envs), 0);
+  assert_int_equal(count(envs, "RemoteDependency"), 0);
+  assert_int_equal(count(envs, "Metric"), 1);
+  json_decref(envs);
+  record_cleanup(&rec);
+}
+
 static void rejected_and_model_events(void **state) {
   struct telemetry_options o = options();
   struct record rec;
@@ -421,6 +447,8 @@ int main(void) {
       cmocka_unit_test(step_failed_is_dependency_of_the_pipeline_request),
       cmocka_unit_test(plain_run_canceled_and_hashed_operation_id),
       cmocka_unit_test(running_run_has_no_request),
+      cmocka_unit_test(
+          a_run_without_details_has_no_span_and_a_lone_step_keeps_its_metric),
       cmocka_unit_test(rejected_and_model_events),
       cmocka_unit_test(limits),
       cmocka_unit_test(legacy_traces),
