@@ -197,6 +197,8 @@ static const char *redirect_refusal(const char *from, const char *to, bool beare
   if (bearer && (!url_host(from, from_host, sizeof from_host, &from_https) ||
                  strcmp(host_domain(from_host), host_domain(to_host)) != 0))
     return "the Location is in another domain and the request carries a bearer token";
+  if (bearer && from_https && !to_https)
+    return "the Location is plain http and the request carries a bearer token";
   return NULL;
 }
 
