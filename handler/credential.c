@@ -459,6 +459,11 @@ static int parse_body(const char *body, size_t len, const char *source, json_t *
   return RESULT_OK;
 }
 
+#define MAX_LIFETIME_S                                                                   \
+  (400 * 86400.0)                /* longer-lived tokens are refused as malformed         \
+                                  */
+#define MAX_EPOCH_S 4102444800.0 /* 2100-01-01: later expiry times are garbage */
+
 static int check_expiry(struct credential_token *out, int64_t now_ms, const char *source,
                         struct error_info *err) {
   if (out->expires_at_ms - now_ms < MIN_VALIDITY_MS) {
@@ -479,7 +484,7 @@ int credential_parse_aad_response(const char *body, size_t len, int64_t now_ms,
     goto done;
   double expires_in, refresh_in;
   if (!json_number(json_object_get(root, "expires_in"), &expires_in) || expires_in <= 0 ||
-      expires_in > 400 * 86400.0) {
+      expires_in > MAX_LIFETIME_S) {
     result = malformed(err, source, "expires_in is missing or not a positive number");
     goto done;
   }
@@ -537,13 +542,16 @@ int credential_parse_msi_response(const char *body, size_t len, int64_t now_ms,
   json_t *on = json_object_get(root, "expires_on");
   double seconds;
   int64_t at_ms;
-  if (on && json_number(on, &seconds) && seconds > 0) {
+  /* Bounds before any arithmetic: an epoch before 2100, a lifetime of at most
+   * 400 days (as for Entra ID), so nothing overflows whatever the service says. */
+  if (on && json_number(on, &seconds) && seconds > 0 && seconds < MAX_EPOCH_S) {
     at_ms = (int64_t)(seconds * 1000);
   } else if (json_is_string(on) &&
-             credential_parse_expires_on(json_string_value(on), &at_ms)) {
+             credential_parse_expires_on(json_string_value(on), &at_ms) &&
+             at_ms < MAX_EPOCH_S * 1000) {
     /* a date */
   } else if (!on && json_number(json_object_get(root, "expires_in"), &seconds) &&
-             seconds > 0) {
+             seconds > 0 && seconds <= MAX_LIFETIME_S) {
     at_ms = now_ms + (int64_t)(seconds * 1000);
   } else {
     result =
@@ -555,8 +563,14 @@ int credential_parse_msi_response(const char *body, size_t len, int64_t now_ms,
   out->expires_at_ms = at_ms;
   double refresh_in;
   json_t *r = json_object_get(root, "refresh_in");
-  if (r && json_number(r, &refresh_in) && refresh_in >= 0)
+  if (r && json_number(r, &refresh_in) && refresh_in >= 0 && refresh_in <= MAX_LIFETIME_S)
     out->refresh_at_ms = now_ms + (int64_t)(refresh_in * 1000);
+  if (at_ms - now_ms > (int64_t)MAX_LIFETIME_S * 1000) {
+    free(out->access_token);
+    out->access_token = NULL;
+    result = malformed(err, source, "expires_on is more than 400 days away");
+    goto done;
+  }
   result = check_expiry(out, now_ms, source, err);
 done:
   json_decref(root);

@@ -1,0 +1,71 @@
+/* Fuzz target: run history documents (RunDetails, Run, the parent pipeline run)
+ * and metrics v2 answers, as arbitrary JSON, mapped onto records the way the
+ * AML client does: apply, apply_parent, the error reader, metric names and each
+ * metric's last value. The records are then serialised. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "jsonx.h"
+#include "log.h"
+#include "record.h"
+#include "run_details.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void serialise(const struct record *rec) {
+  json_t *json = record_to_json(rec);
+  free(jsonx_dump(json));
+  json_decref(json);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static int ready;
+  if (!ready) {
+    log_set_level(LOG_OFF);
+    ready = 1;
+  }
+  json_t *doc =
+      jsonx_parse((const char *)data, size, JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
+  if (!doc)
+    return 0;
+
+  /* A step known from its event, and a run the event said little about. */
+  struct record step, plain;
+  record_init(&step);
+  record_init(&plain);
+  record_set_string(&step, REC_RUN_ID, "step-1");
+  record_set_string(&step, REC_STATUS, "Completed");
+  run_details_apply(&step, doc);
+  run_details_apply_parent(&step, doc);
+  run_details_apply(&plain, doc);
+  run_details_apply(&plain, doc); /* twice: replacing what it set */
+
+  const char *code = NULL, *message = NULL;
+  run_details_error(doc, &code, &message);
+
+  const char *names[16];
+  size_t count = run_details_metric_names(doc, names, 16);
+  if (count > 16)
+    abort();
+  for (size_t i = 0; i < count; i++) {
+    double value;
+    if (!names[i])
+      abort();
+    if (run_details_last_metric(doc, names[i], &value)) {
+      if (!isfinite(value))
+        abort();
+      record_add_metric(&plain, names[i], value);
+    }
+  }
+  double value;
+  if (run_details_last_metric(doc, "loss", &value) && !isfinite(value))
+    abort();
+
+  serialise(&step);
+  serialise(&plain);
+  record_cleanup(&step);
+  record_cleanup(&plain);
+  json_decref(doc);
+  return 0;
+}
