@@ -110,6 +110,21 @@ static void answer_200(struct fake *f, int post, json_t *items,
 /* ---- fixture --------------------------------------------------------------- */
 
 static struct fake fake;
+
+/* The fake's counters as the main thread reads them while the sender thread may
+ * still be posting. */
+static int posts_now(void) {
+  pthread_mutex_lock(&fake.lock);
+  int n = fake.posts;
+  pthread_mutex_unlock(&fake.lock);
+  return n;
+}
+
+static void set_answer(answer_fn answer) {
+  pthread_mutex_lock(&fake.lock);
+  fake.answer = answer;
+  pthread_mutex_unlock(&fake.lock);
+}
 static struct exporter *exporter;
 static int window_ms = 15;
 static pthread_barrier_t barrier;
@@ -121,7 +136,7 @@ static const char *no_env(void *ctx, const char *name) {
 static void start(answer_fn answer) {
   memset(&fake, 0, sizeof fake);
   pthread_mutex_init(&fake.lock, NULL);
-  fake.answer = answer;
+  set_answer(answer);
   fake.bodies = json_array();
   struct config cfg = {.appinsights_connection_string =
                            "InstrumentationKey=00000000-1111-2222-3333-444444444444;"
@@ -223,9 +238,9 @@ static void group_commit(void **state) {
   struct appinsights_stats s = stats();
   assert_int_equal(s.items_accepted, N);
   assert_true(s.posts >= 1 && s.posts <= 8); /* far fewer POSTs than callers */
-  assert_int_equal(fake.posts, (int)s.posts);
+  assert_int_equal(posts_now(), (int)s.posts);
   size_t total = 0;
-  for (int p = 0; p < fake.posts; p++)
+  for (int p = 0; p < posts_now(); p++)
     total += sent_count(p);
   assert_int_equal(total, N);
   assert_true(fake.gzip_seen);
@@ -250,7 +265,7 @@ static void partial_resend(void **state) {
   start(answer_206_then_200);
   const char *ids[] = {"a", "b", "c"};
   assert_int_equal(export_ids(ids, 3, 5000, NULL), 0);
-  assert_int_equal(fake.posts, 2);
+  assert_int_equal(posts_now(), 2);
   assert_int_equal(sent_count(0), 3);
   assert_int_equal(sent_count(1), 1); /* only the retryable item */
   assert_string_equal(sent_event_id(0, 1), "b");
@@ -274,7 +289,7 @@ static void invalid_items_not_retried(void **state) {
   const char *ids[] = {"x", "y"};
   assert_int_equal(export_ids(ids, 2, 2000, NULL), 0);
   sleep_ms(60);
-  assert_int_equal(fake.posts, 1);
+  assert_int_equal(posts_now(), 1);
   struct appinsights_stats s = stats();
   assert_int_equal(s.items_failed, 2);
   assert_int_equal(s.items_retried, 0);
@@ -298,7 +313,7 @@ static void throttled_then_accepted(void **state) {
   int64_t t0 = time_mono_ms();
   assert_int_equal(export_ids(ids, 1, 5000, NULL), 0);
   int64_t elapsed = time_mono_ms() - t0;
-  assert_int_equal(fake.posts, 2);
+  assert_int_equal(posts_now(), 2);
   assert_true(elapsed >= 1000); /* Retry-After honoured, not the 10 ms backoff */
   assert_true(elapsed < 3000);
   assert_int_equal(stats().items_accepted, 1);
@@ -317,14 +332,14 @@ static void unavailable_until_deadline(void **state) {
   assert_int_equal(export_ids(ids, 1, 300, &err), RESULT_TRANSIENT);
   int64_t elapsed = time_mono_ms() - t0;
   assert_true(elapsed < 600);
-  assert_true(fake.posts >= 3); /* retried with backoff */
+  assert_true(posts_now() >= 3); /* retried with backoff */
   assert_non_null(strstr(err.message, "503"));
   assert_int_equal(stats().items_accepted, 0);
   /* Not remembered as accepted: a redelivery is sent again. */
-  fake.answer = answer_200;
-  int before = fake.posts;
+  set_answer(answer_200);
+  int before = posts_now();
   assert_int_equal(export_ids(ids, 1, 2000, NULL), 0);
-  assert_true(fake.posts > before);
+  assert_true(posts_now() > before);
 }
 
 static void transport_down_times_out(void **state) {
@@ -359,7 +374,7 @@ static void daily_cap_drops(void **state) {
   start(answer_439);
   const char *ids[] = {"q1", "q2"};
   assert_int_equal(export_ids(ids, 2, 2000, NULL), 0);
-  assert_int_equal(fake.posts, 1);
+  assert_int_equal(posts_now(), 1);
   assert_int_equal(stats().items_dropped, 2);
 }
 
@@ -379,14 +394,14 @@ static void redirect_remembered(void **state) {
   start(answer_redirect_once);
   const char *ids[] = {"r1"};
   assert_int_equal(export_ids(ids, 1, 2000, NULL), 0);
-  assert_int_equal(fake.posts, 2);
+  assert_int_equal(posts_now(), 2);
   assert_string_equal(fake.urls[1], "https://westeurope-1.in.example.com/v2.1/track");
   char url[256];
   appinsights_exporter_track_url(exporter, url, sizeof url);
   assert_string_equal(url, "https://westeurope-1.in.example.com/v2.1/track");
   const char *more[] = {"r2"};
   assert_int_equal(export_ids(more, 1, 2000, NULL), 0);
-  assert_int_equal(fake.posts, 3); /* straight to the new endpoint */
+  assert_int_equal(posts_now(), 3); /* straight to the new endpoint */
   assert_string_equal(fake.urls[2], "https://westeurope-1.in.example.com/v2.1/track");
   assert_int_equal(stats().redirects, 1);
 }
@@ -414,7 +429,7 @@ static void redirects_refused(void **state) {
   start(answer_redirect_loop);
   assert_int_equal(export_ids(ids, 1, 40, &err), RESULT_TRANSIENT);
   assert_non_null(strstr(err.message, "more than 10"));
-  assert_true(fake.posts >= 11);
+  assert_true(posts_now() >= 11);
   assert_string_equal(fake.urls[1], "https://ingest.example.com/v2.1/track");
 }
 
@@ -424,13 +439,13 @@ static void redelivered_event_not_resent(void **state) {
   start(answer_200);
   const char *ids[] = {"evt-same"};
   assert_int_equal(export_ids(ids, 1, 2000, NULL), 0);
-  assert_int_equal(fake.posts, 1);
+  assert_int_equal(posts_now(), 1);
   assert_int_equal(export_ids(ids, 1, 2000, NULL), 0);
-  assert_int_equal(fake.posts, 1);
+  assert_int_equal(posts_now(), 1);
   assert_int_equal(stats().duplicates_skipped, 1);
   const char *other[] = {"evt-other"};
   assert_int_equal(export_ids(other, 1, 2000, NULL), 0);
-  assert_int_equal(fake.posts, 2);
+  assert_int_equal(posts_now(), 2);
 }
 
 static int export_run(const char *event_id, const char *status, int64_t budget_ms,
@@ -467,15 +482,15 @@ static void run_measured_once(void **state) {
   struct error_info err = {0};
   /* A failed export gives the run back: its redelivery measures it. */
   assert_int_equal(export_run("e1", "Completed", 100, &err), RESULT_TRANSIENT);
-  fake.answer = answer_200;
-  int base = fake.posts;
+  set_answer(answer_200);
+  int base = posts_now();
   assert_int_equal(export_run("e1", "Completed", 2000, NULL), 0);
   assert_int_equal(sent_named(base, ".Request"), 1);
   assert_int_equal(sent_named(base, ".Metric"), 1);
   /* A second terminal event of the same run (RunCompleted after
    * RunStatusChanged) is a custom event only. */
   assert_int_equal(export_run("e2", "Completed", 2000, NULL), 0);
-  assert_int_equal(fake.posts, base + 2);
+  assert_int_equal(posts_now(), base + 2);
   assert_int_equal(sent_count(base + 1), 1);
   assert_int_equal(sent_named(base + 1, ".Event"), 1);
   /* A non-terminal event claims nothing. */
