@@ -77,6 +77,7 @@ static int fake_transport(void *ctx, const struct http_request *req,
   pthread_mutex_lock(&f->lock);
   f->gzip_seen |= gzipped;
   int post = f->posts++;
+  answer_fn answer = f->answer; /* the answer in force when this POST arrived */
   if (post < MAX_POSTS)
     snprintf(f->urls[post], sizeof f->urls[post], "%s", req->url);
   json_array_append(f->bodies, items);
@@ -86,7 +87,7 @@ static int fake_transport(void *ctx, const struct http_request *req,
   if (f->fail_transport) {
     result = error_set(err, RESULT_TRANSIENT, "", "connection refused");
   } else {
-    f->answer(f, post, items, out);
+    answer(f, post, items, out);
   }
   json_decref(items);
   return result;
@@ -120,10 +121,13 @@ static int posts_now(void) {
   return n;
 }
 
-static void set_answer(answer_fn answer) {
+/* Changes the answer for POSTs from now on; returns how many came before. */
+static int set_answer(answer_fn answer) {
   pthread_mutex_lock(&fake.lock);
   fake.answer = answer;
+  int posts = fake.posts;
   pthread_mutex_unlock(&fake.lock);
+  return posts;
 }
 static struct exporter *exporter;
 static int window_ms = 15;
@@ -335,9 +339,9 @@ static void unavailable_until_deadline(void **state) {
   assert_true(posts_now() >= 3); /* retried with backoff */
   assert_non_null(strstr(err.message, "503"));
   assert_int_equal(stats().items_accepted, 0);
-  /* Not remembered as accepted: a redelivery is sent again. */
-  set_answer(answer_200);
-  int before = posts_now();
+  /* Not remembered as accepted: a redelivery is sent again. A retry still in
+   * flight was answered 503, so only a POST after the switch can accept it. */
+  int before = set_answer(answer_200);
   assert_int_equal(export_ids(ids, 1, 2000, NULL), 0);
   assert_true(posts_now() > before);
 }
