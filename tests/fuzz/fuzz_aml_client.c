@@ -56,7 +56,11 @@ static int answer(void *ctx, const struct http_request *request,
     len = s->len[s->next];
     out->status = 200;
     if (len >= 9 && memcmp(body, "HTTP ", 5) == 0) {
-      out->status = strtol(body + 5, NULL, 10);
+      /* The input is not NUL-terminated: read the digits within it. */
+      long status = 0;
+      for (size_t i = 5; i < len && i < 8 && body[i] >= '0' && body[i] <= '9'; i++)
+        status = status * 10 + (body[i] - '0');
+      out->status = status;
       const char *eol = memchr(body, '\n', len);
       len = eol ? len - (size_t)(eol + 1 - body) : 0;
       body = eol ? eol + 1 : body;

@@ -9,7 +9,9 @@
  * After each input the server must still accept a connection. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,8 +73,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     port = server_port(server);
   }
   int fd = connect_to(port);
-  if (fd < 0)
-    abort(); /* the server stopped accepting */
+  if (fd < 0) { /* the server stopped accepting */
+    fprintf(stderr, "fuzz_server: connect to 127.0.0.1:%u: %s\n", port, strerror(errno));
+    abort();
+  }
   int64_t deadline = time_mono_ms() + 1000;
   size_t sent = 0;
   while (sent < size && wait_fd(fd, POLLOUT, deadline)) {
