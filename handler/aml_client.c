@@ -1,13 +1,12 @@
-/* The AML client: run events -> RunDetails, parent run, metrics -> record.
+/* The AML client: run events -> Run, parent run, metrics -> record.
  *
  * Per event: a token for ARM; the workspace's API base URL from the workspace
  * cache (on a miss: ARM workspace -> properties.discoveryUrl -> discovery
- * document -> api); RunDetails (one request); the Run only at a terminal status
- * whose display name is still unknown (RunDetails carries every mapped field
- * but the display name, so one request is the common case); for a step the
- * parent pipeline's Run from the parent cache; for a Completed run the metrics
- * list and one `full` read per metric (bounded, and within half the time left so
- * the export that follows keeps its share of the deadline).
+ * document -> api); the Run (one request: it carries every mapped field, the
+ * display name included; RunDetails only when the Run has no runDefinition);
+ * for a step the parent pipeline's Run from the parent cache; for a Completed
+ * run the metrics list and one `full` read per metric (bounded, and within half the time
+ * left so the export that follows keeps its share of the deadline).
  *
  * Invariants: every id put in a URL path is percent-escaped (and "." / ".."
  * spelled %2E so no dot segment can be squashed); the token goes only to
@@ -730,31 +729,35 @@ static int enrich(struct enricher *self, const struct aml_event *ev, struct reco
   if ((result = workspace_api(&call, &api, &local)) != RESULT_OK)
     goto done;
 
+  /* The Run carries every field the record maps, display name included (it is
+   * the RunDetails model plus createdUtc, displayName, runType, compute, ...),
+   * so one request is the rule. RunDetails is read only when the Run came
+   * without a runDefinition, where the docker image and the script live. */
   const char *exp = ev->experiment_id && *ev->experiment_id ? ev->experiment_id : NULL;
-  result = get_run(&call, api, exp, ev->run_id, true, "run", &details, &local);
+  result = get_run(&call, api, exp, ev->run_id, false, "run", &run, &local);
   if (result != RESULT_OK)
     goto done;
-  if ((result = run_details_apply(rec, details)) != RESULT_OK ||
+  if ((result = run_details_apply(rec, run)) != RESULT_OK ||
       (result = keep_event_status(rec, ev)) != RESULT_OK)
     goto done;
-
-  /* Only the Run has the display name; it names requests and dependencies, which
-   * are made at terminal states, so it is read there alone. */
-  const char *status = record_string(rec, REC_STATUS);
-  if (!record_string(rec, REC_DISPLAY_NAME) && run_status_is_terminal(status)) {
-    struct error_info run_err = {0};
-    if (get_run(&call, api, exp, ev->run_id, false, "run", &run, &run_err) == RESULT_OK) {
-      if ((result = run_details_apply(rec, run)) != RESULT_OK ||
-          (result = keep_event_status(rec, ev)) != RESULT_OK)
-        goto done;
-    } else {
-      log_warn("event=aml_run_read_failed run_id=%s reason=\"%s\"", ev->run_id,
-               run_err.message);
+  if (!json_is_object(jsonx_get_ci(run, "runDefinition"))) {
+    struct error_info details_err = {0};
+    result =
+        get_run(&call, api, exp, ev->run_id, true, "run details", &details, &details_err);
+    if (result == RESULT_PERMANENT) {
+      log_warn("event=aml_run_details_unread run_id=%s reason=\"%s\"", ev->run_id,
+               details_err.message);
+    } else if (result != RESULT_OK) {
+      local = details_err;
+      goto done;
+    } else if ((result = run_details_apply(rec, details)) != RESULT_OK ||
+               (result = keep_event_status(rec, ev)) != RESULT_OK) {
+      goto done;
     }
   }
 
   apply_parent(&call, api, rec);
-  status = record_string(rec, REC_STATUS);
+  const char *status = record_string(rec, REC_STATUS);
   if (status && strcmp(status, "Completed") == 0)
     add_metrics(&call, api, rec);
   result = RESULT_OK;

@@ -2,8 +2,8 @@
  *
  * It implements the enricher interface (enricher.h). For a run event it finds
  * the workspace's regional API through ARM and the discovery document (cached
- * per workspace), reads the run's RunDetails (and the Run when the display
- * name is still unknown at a terminal status), the parent pipeline run of a
+ * per workspace), reads the run's Run document (and its RunDetails only when
+ * the Run lacks a runDefinition), the parent pipeline run of a
  * step (cached, so a pipeline of many steps costs one lookup), and for a
  * completed run its scalar metrics (last value of each, at most
  * RECORD_MAX_METRICS). The mapping of those documents is run_details.h.

@@ -222,15 +222,14 @@ static int teardown(void **state) {
 static void completed_run(void **state) {
   struct enricher *client = *state;
   discovery_routes();
-  route("GET", HISTORY "/experimentids/exp-1/runs/run-1/details", 200,
-        "{\"runId\":\"run-1\",\"status\":\"Completed\",\"target\":\"cpu\","
-        "\"createdTimeUtc\":\"2024-05-14T09:00:00Z\",\"startTimeUtc\":"
+  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 200,
+        "{\"runId\":\"run-1\",\"status\":\"Finalizing\",\"target\":\"cpu\","
+        "\"createdUtc\":\"2024-05-14T09:00:00Z\",\"startTimeUtc\":"
         "\"2024-05-14T09:00:01.0000000+00:00\",\"endTimeUtc\":\"2024-05-14T09:00:04Z\","
+        "\"displayName\":\"nice name\","
+        "\"compute\":{\"target\":\"cpu\",\"targetType\":\"AmlCompute\"},"
         "\"runDefinition\":{\"script\":\"train.py\",\"environment\":{\"docker\":"
         "{\"baseImage\":\"img:1\"}}}}");
-  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 200,
-        "{\"runId\":\"run-1\",\"status\":\"Finalizing\",\"displayName\":\"nice name\","
-        "\"compute\":{\"target\":\"cpu\",\"targetType\":\"AmlCompute\"}}");
   route("POST", METRIC "/runs/run-1/list", 200,
         "{\"value\":[{\"metricKey\":{\"name\":\"accuracy\"}},"
         "{\"metricKey\":{\"name\":\"loss\"}},{\"metricKey\":{\"name\":\"gone\"}}]}");
@@ -247,7 +246,7 @@ static void completed_run(void **state) {
   struct error_info err = {0};
   assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
   assert_field(&rec, REC_ENRICHMENT, "ok");
-  assert_field(&rec, REC_STATUS, "Completed"); /* RunDetails' status, not the Run's */
+  assert_field(&rec, REC_STATUS, "Completed"); /* the event's status, not the Run's */
   assert_field(&rec, REC_DISPLAY_NAME, "nice name");
   assert_field(&rec, REC_COMPUTE_TARGET_TYPE, "AmlCompute");
   assert_field(&rec, REC_DOCKER_IMAGE, "img:1");
@@ -274,7 +273,7 @@ static void completed_run(void **state) {
   struct aml_client_stats stats;
   aml_client_get_stats(client, &stats);
   assert_int_equal(stats.discovery_requests, 2);
-  assert_int_equal(stats.run_requests, 2);
+  assert_int_equal(stats.run_requests, 1); /* the Run alone: no RunDetails */
   assert_int_equal(stats.metric_requests, 4);
   assert_int_equal(stats.parent_lookups, 0);
   record_cleanup(&rec);
@@ -283,9 +282,10 @@ static void completed_run(void **state) {
 static void running_run_is_one_request_and_ids_are_escaped(void **state) {
   struct enricher *client = *state;
   discovery_routes();
-  route("GET", HISTORY "/runs/a%20b%2Fc%3Fd%23e/details", 200,
-        "{\"status\":\"Running\"}");
-  route("GET", HISTORY "/runs/%2E%2E/details", 200, "{\"status\":\"Queued\"}");
+  route("GET", HISTORY "/runs/a%20b%2Fc%3Fd%23e", 200,
+        "{\"status\":\"Running\",\"runDefinition\":{}}");
+  route("GET", HISTORY "/runs/%2E%2E", 200,
+        "{\"status\":\"Queued\",\"runDefinition\":{}}");
 
   struct aml_event ev = run_event("a b/c?d#e", "Running", RUN_KIND_PLAIN);
   ev.experiment_id = NULL; /* unknown: the path without experimentids */
@@ -302,7 +302,7 @@ static void running_run_is_one_request_and_ids_are_escaped(void **state) {
   assert_field(&rec, REC_STATUS, "Queued");
   record_cleanup(&rec);
 
-  /* Not terminal: no Run, no metrics; discovery once for both. */
+  /* One Run each, no metrics (not Completed); discovery once for both. */
   assert_int_equal(fake.sent, 4);
   struct aml_client_stats stats;
   aml_client_get_stats(client, &stats);
@@ -373,7 +373,7 @@ static void slow_discovery_routes(void) {
 static void run_routes(const char *body) {
   static char urls[16][256];
   for (size_t i = 0; i < 16; i++) {
-    snprintf(urls[i], sizeof urls[i], "%s/experimentids/exp-1/runs/run-%zu/details",
+    snprintf(urls[i], sizeof urls[i], "%s/experimentids/exp-1/runs/run-%zu",
              i % 2 ? HISTORY_UPPER : HISTORY, i);
     route("GET", urls[i], 200, body);
   }
@@ -382,7 +382,7 @@ static void run_routes(const char *body) {
 static void discovery_single_flight_16_threads(void **state) {
   struct enricher *client = *state;
   slow_discovery_routes();
-  run_routes("{\"status\":\"Running\"}");
+  run_routes("{\"status\":\"Running\",\"runDefinition\":{}}");
 
   struct worker workers[16];
   run_workers(client, RUN_KIND_PLAIN, 16, workers);
@@ -431,12 +431,12 @@ static void parent_cache_single_flight(void **state) {
 static void permanent_failures_are_acknowledged(void **state) {
   struct enricher *client = *state;
   discovery_routes();
-  route("GET", HISTORY "/experimentids/exp-1/runs/missing/details", 404,
+  route("GET", HISTORY "/experimentids/exp-1/runs/missing", 404,
         "{\"error\":{\"code\":\"UserError\",\"message\":\"Run missing was not found\"}}");
-  route("GET", HISTORY "/experimentids/exp-1/runs/secret/details", 403,
+  route("GET", HISTORY "/experimentids/exp-1/runs/secret", 403,
         "{\"error\":{\"code\":\"UserError\"}}");
-  route("GET", HISTORY "/experimentids/exp-1/runs/unauth/details", 401, "");
-  route("GET", HISTORY "/experimentids/exp-1/runs/teapot/details", 418, "not json");
+  route("GET", HISTORY "/experimentids/exp-1/runs/unauth", 401, "");
+  route("GET", HISTORY "/experimentids/exp-1/runs/teapot", 418, "not json");
 
   struct record rec;
   struct error_info err = {0};
@@ -467,7 +467,7 @@ static void permanent_failures_are_acknowledged(void **state) {
 static void a_refused_credential_fails_the_invocation(void **state) {
   struct enricher *client = *state;
   discovery_routes();
-  route("GET", HISTORY "/experimentids/exp-1/runs/unauth/details", 401, "");
+  route("GET", HISTORY "/experimentids/exp-1/runs/unauth", 401, "");
   struct record rec;
   struct error_info err = {0};
 
@@ -500,11 +500,11 @@ static void transient_failures_ask_for_redelivery(void **state) {
   /* ARM fails first: not cached, the next event discovers again. */
   route("GET", ARM_URL, 503, "{\"error\":{\"code\":\"ServiceUnavailable\"}}")->times = 1;
   discovery_routes();
-  route("GET", HISTORY "/experimentids/exp-1/runs/busy/details", 503,
+  route("GET", HISTORY "/experimentids/exp-1/runs/busy", 503,
         "{\"error\":{\"code\":\"TransientError\",\"message\":\"busy\"}}");
-  route("GET", HISTORY "/experimentids/exp-1/runs/slow/details", 0, NULL)->result =
+  route("GET", HISTORY "/experimentids/exp-1/runs/slow", 0, NULL)->result =
       RESULT_TIMEOUT;
-  route("GET", HISTORY "/experimentids/exp-1/runs/throttled/details", 429, "{}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/throttled", 429, "{}");
 
   struct aml_event ev = run_event("busy", "Running", RUN_KIND_PLAIN);
   assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_TRANSIENT);
@@ -569,9 +569,9 @@ static void untrusted_urls_never_get_the_token(void **state) {
 static void metrics_failure_keeps_the_record(void **state) {
   struct enricher *client = *state;
   discovery_routes();
-  route("GET", HISTORY "/experimentids/exp-1/runs/run-1/details", 200,
-        "{\"status\":\"Completed\",\"error\":{\"error\":{\"code\":\"X\"}}}");
-  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 503, "{}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 200,
+        "{\"status\":\"Completed\",\"error\":{\"error\":{\"code\":\"X\"}},"
+        "\"runDefinition\":{}}");
   route("POST", METRIC "/runs/run-1/list", 500, "{}");
   struct record rec;
   struct error_info err = {0};
@@ -587,11 +587,12 @@ static void metrics_failure_keeps_the_record(void **state) {
 static void failed_step_gets_error_and_parent(void **state) {
   struct enricher *client = *state;
   discovery_routes();
-  route("GET", HISTORY "/experimentids/exp-1/runs/step-1/details", 200,
-        "{\"status\":\"failed\",\"parentRunId\":\"sub-pipeline\",\"error\":{\"error\":{"
-        "\"code\":\"UserError\",\"message\":\"boom\"}}}");
   route("GET", HISTORY "/experimentids/exp-1/runs/step-1", 200,
-        "{\"displayName\":\"s\"}");
+        "{\"status\":\"failed\",\"parentRunId\":\"sub-pipeline\",\"error\":{\"error\":{"
+        "\"code\":\"UserError\",\"message\":\"boom\"}},\"displayName\":\"s\","
+        "\"runDefinition\":null}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/step-1/details", 200,
+        "{\"runDefinition\":{\"script\":\"step.py\"}}");
   route("GET", HISTORY "/runs/" PIPELINE_ID, 404, "{}");
   struct record rec;
   struct error_info err = {0};
@@ -604,8 +605,42 @@ static void failed_step_gets_error_and_parent(void **state) {
   assert_field(&rec, REC_PARENT_RUN_ID, "sub-pipeline");
   assert_field(&rec, REC_PIPELINE_RUN_ID, PIPELINE_ID);
   assert_field(&rec, REC_DISPLAY_NAME, "s");
+  /* The Run had no runDefinition: RunDetails supplied the script. */
+  assert_field(&rec, REC_SCRIPT, "step.py");
   assert_int_equal(rec.metric_count, 0); /* not Completed: no metrics */
   record_cleanup(&rec);
+}
+
+static void details_fallback_failures(void **state) {
+  struct enricher *client = *state;
+  discovery_routes();
+  /* Neither Run has a runDefinition, so RunDetails is asked for. */
+  route("GET", HISTORY "/experimentids/exp-1/runs/gone", 200,
+        "{\"status\":\"Running\",\"displayName\":\"g\"}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/gone/details", 404,
+        "{\"error\":{\"code\":\"UserError\"}}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/busy", 200, "{\"status\":\"Running\"}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/busy/details", 503,
+        "{\"error\":{\"code\":\"TransientError\",\"message\":\"busy\"}}");
+  struct record rec;
+  struct error_info err = {0};
+
+  /* Permanently missing details: the Run's record is kept. */
+  struct aml_event ev = run_event("gone", "Running", RUN_KIND_PLAIN);
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_field(&rec, REC_ENRICHMENT, "ok");
+  assert_field(&rec, REC_DISPLAY_NAME, "g");
+  record_cleanup(&rec);
+
+  /* Transiently unavailable: redelivery will complete the record. */
+  ev = run_event("busy", "Running", RUN_KIND_PLAIN);
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_TRANSIENT);
+  assert_non_null(strstr(err.message, "run details: HTTP 503"));
+  record_cleanup(&rec);
+
+  struct aml_client_stats stats;
+  aml_client_get_stats(client, &stats);
+  assert_int_equal(stats.run_requests, 4);
 }
 
 static void non_run_events_are_not_applicable(void **state) {
@@ -684,6 +719,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(metrics_failure_keeps_the_record, setup, teardown),
       cmocka_unit_test_setup_teardown(failed_step_gets_error_and_parent, setup, teardown),
+      cmocka_unit_test_setup_teardown(details_fallback_failures, setup, teardown),
       cmocka_unit_test_setup_teardown(non_run_events_are_not_applicable, setup, teardown),
       cmocka_unit_test(arm_endpoint_setting),
   };
