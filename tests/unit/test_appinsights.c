@@ -2,7 +2,7 @@
  * group commit under 32 concurrent callers, 206 partial re-send of only the
  * retryable items, 400 items not retried, 429 + Retry-After, 503 until the
  * deadline, 401, the daily cap, redirects (followed, remembered, refused),
- * dedup of a redelivered event, and the bounded dedup set itself. */
+ * dedup of a redelivered event (the set itself: test_dedup.c). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +17,6 @@
 
 #include "appinsights.h"
 #include "appinsights_internal.h"
-#include "dedup.h"
 #include "gzip.h"
 #include "jsonx.h"
 #include "log.h"
@@ -502,41 +501,6 @@ static void run_measured_once(void **state) {
   assert_int_equal(sent_count(base + 2), 1);
 }
 
-static void dedup_bounded(void **state) {
-  struct dedup *set = dedup_new(4);
-  assert_non_null(set);
-  char id[16];
-  for (int i = 0; i < 5; i++) {
-    snprintf(id, sizeof id, "id-%d", i);
-    assert_int_equal(dedup_add(set, id), 0);
-  }
-  assert_int_equal(dedup_size(set), 4);
-  assert_false(dedup_contains(set, "id-0")); /* the oldest was forgotten */
-  for (int i = 1; i < 5; i++) {
-    snprintf(id, sizeof id, "id-%d", i);
-    assert_true(dedup_contains(set, id));
-  }
-  assert_int_equal(dedup_add(set, "id-4"), 0); /* present: no effect */
-  assert_true(dedup_contains(set, "id-1"));
-  assert_false(dedup_contains(set, NULL));
-  for (int i = 0; i < 1000; i++) {
-    snprintf(id, sizeof id, "n-%d", i);
-    dedup_add(set, id);
-  }
-  assert_int_equal(dedup_size(set), 4);
-  assert_true(dedup_contains(set, "n-999"));
-  assert_false(dedup_contains(set, "n-995"));
-  assert_true(dedup_claim(set, "c"));
-  assert_false(dedup_claim(set, "c"));
-  dedup_remove(set, "c");
-  assert_false(dedup_contains(set, "c"));
-  assert_true(dedup_claim(set, "c"));
-  assert_true(dedup_contains(set, "n-999"));
-  /* A removed id leaves its ring slot empty until the ring comes round. */
-  assert_int_equal(dedup_size(set), 3);
-  dedup_free(set);
-}
-
 static void bad_settings(void **state) {
   struct exporter *e = NULL;
   struct error_info err = {0};
@@ -577,7 +541,6 @@ int main(void) {
       cmocka_unit_test_teardown(redirects_refused, teardown),
       cmocka_unit_test_teardown(redelivered_event_not_resent, teardown),
       cmocka_unit_test_teardown(run_measured_once, teardown),
-      cmocka_unit_test(dedup_bounded),
       cmocka_unit_test(bad_settings),
   };
   return cmocka_run_group_tests(tests, setup_logs, NULL);
