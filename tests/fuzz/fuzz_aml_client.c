@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "aml_client.h"
 #include "aml_client_internal.h"
 #include "event.h"
@@ -90,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static struct aml_event ev;
   static int ready;
   if (!ready) {
-    log_set_level(LOG_OFF);
+    fuzz_quiet();
     struct error_info err = {0};
     json_t *doc = jsonx_parse(EVENT, strlen(EVENT), JSONX_DEFAULT_MAX_DEPTH, NULL, &err);
     if (!doc || event_parse(doc, &ev, &err) != RESULT_OK)
@@ -126,9 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   record_init(&rec);
   if (record_from_event(&rec, &ev) == RESULT_OK) {
     client->enrich(client, &ev, &rec, time_mono_ms() + 5000, &err);
-    json_t *json = record_to_json(&rec);
-    free(jsonx_dump(json));
-    json_decref(json);
+    fuzz_serialise(&rec);
   }
   record_cleanup(&rec);
   client->free(client);

@@ -5,22 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "connection_string.h"
 #include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    log_set_level(LOG_OFF);
-    ready = 1;
-  }
-  char *text = malloc(size + 1);
+  fuzz_quiet();
+  char *text = fuzz_text(data, size);
   if (!text)
     return 0;
-  memcpy(text, data, size);
-  text[size] = '\0';
 
   struct connection_string cs;
   struct error_info err = {0};

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "fuzz_util.h"
 #include "event.h"
 #include "jsonx.h"
 #include "log.h"
@@ -20,9 +21,7 @@ static void one(const json_t *value) {
     struct record rejected;
     record_init(&rejected);
     if (record_rejected(&rejected, err.message, value) == RESULT_OK) {
-      json_t *json = record_to_json(&rejected);
-      free(jsonx_dump(json));
-      json_decref(json);
+      fuzz_serialise(&rejected);
     }
     record_cleanup(&rejected);
     return;
@@ -32,20 +31,14 @@ static void one(const json_t *value) {
   struct record rec;
   record_init(&rec);
   if (record_from_event(&rec, &ev) == RESULT_OK) {
-    json_t *json = record_to_json(&rec);
-    free(jsonx_dump(json));
-    json_decref(json);
+    fuzz_serialise(&rec);
   }
   record_cleanup(&rec);
   event_cleanup(&ev);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    log_set_level(LOG_OFF);
-    ready = 1;
-  }
+  fuzz_quiet();
   json_t *doc =
       jsonx_parse((const char *)data, size, JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
   if (!doc)

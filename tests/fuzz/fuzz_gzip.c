@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "gzip.h"
 #include "log.h"
 
@@ -13,11 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CAP (256 * 1024)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    log_set_level(LOG_OFF);
-    ready = 1;
-  }
+  fuzz_quiet();
   uint8_t *out = NULL;
   size_t out_len = 0;
   if (gzip_decompress(data, size, CAP, &out, &out_len) == RESULT_OK && out_len > CAP)

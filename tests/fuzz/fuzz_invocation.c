@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "config.h"
 #include "exporter.h"
 #include "function_app.h"
@@ -17,9 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int serialise_and_drop(struct exporter *self, const struct record *const *records,
                               size_t count, int64_t deadline_ms, struct error_info *err) {
   for (size_t i = 0; i < count; i++) {
-    json_t *json = record_to_json(records[i]);
-    free(jsonx_dump(json));
-    json_decref(json);
+    fuzz_serialise(records[i]);
   }
   return RESULT_OK;
 }
@@ -48,11 +47,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         .config = &cfg, .app = &app, .exporter = &exporter};
     proc = processor_new(&options);
   }
-  char *body = malloc(size + 1);
+  char *body = fuzz_text(data, size);
   if (!body)
     return 0;
-  memcpy(body, data, size);
-  body[size] = '\0';
   struct server_request request = {.function = "function_app",
                                    .invocation_id = "fuzz",
                                    .body = body,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "log.h"
 #include "retry.h"
 #include "timeutil.h"
@@ -17,16 +18,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define NOW_MS INT64_C(1709816400000) /* 2024-03-07T13:00:00Z */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    log_set_level(LOG_OFF);
-    ready = 1;
-  }
-  char *text = malloc(size + 1);
+  fuzz_quiet();
+  char *text = fuzz_text(data, size);
   if (!text)
     return 0;
-  memcpy(text, data, size);
-  text[size] = '\0';
   char *line[3] = {NULL, NULL, NULL};
   size_t lines = 0;
   for (char *p = text; p && lines < 3; lines++) {

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "fuzz_util.h"
 #include "jsonx.h"
 #include "log.h"
 #include "record.h"
@@ -13,18 +14,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void serialise(const struct record *rec) {
-  json_t *json = record_to_json(rec);
-  free(jsonx_dump(json));
-  json_decref(json);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    log_set_level(LOG_OFF);
-    ready = 1;
-  }
+  fuzz_quiet();
   json_t *doc =
       jsonx_parse((const char *)data, size, JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
   if (!doc)
@@ -62,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (run_details_last_metric(doc, "loss", &value) && !isfinite(value))
     abort();
 
-  serialise(&step);
-  serialise(&plain);
+  fuzz_serialise(&step);
+  fuzz_serialise(&plain);
   record_cleanup(&step);
   record_cleanup(&plain);
   json_decref(doc);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "credential_internal.h"
 #include "log.h"
 
@@ -23,11 +24,7 @@ static void check(int result, struct credential_token *token) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
-  if (!ready) {
-    log_set_level(LOG_OFF);
-    ready = 1;
-  }
+  fuzz_quiet();
   struct credential_token token = {0};
   struct error_info err = {0};
   check(credential_parse_aad_response((const char *)data, size, NOW_MS, &token, &err),
@@ -36,11 +33,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check(credential_parse_msi_response((const char *)data, size, NOW_MS, &token, &err),
         &token);
 
-  char *text = malloc(size + 1);
+  char *text = fuzz_text(data, size);
   if (!text)
     return 0;
-  memcpy(text, data, size);
-  text[size] = '\0';
   int64_t ms;
   (void)credential_parse_expires_on(text, &ms);
   free(text);

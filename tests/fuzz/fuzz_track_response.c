@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "appinsights_internal.h"
 #include "config.h"
 #include "exporter.h"
@@ -61,12 +62,8 @@ static const char *no_env(void *ctx, const char *name) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static int ready;
   static unsigned long serial;
-  if (!ready) {
-    log_set_level(LOG_OFF);
-    ready = 1;
-  }
+  fuzz_quiet();
   char *text = dup_n((const char *)data, size);
   if (!text)
     return 0;

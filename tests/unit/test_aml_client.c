@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "record_assert.h"
 #include <pthread.h>
 #include <time.h>
 
@@ -191,17 +193,6 @@ static int enrich(struct enricher *client, struct aml_event *ev, struct record *
   record_init(rec);
   assert_int_equal(record_from_event(rec, ev), RESULT_OK);
   return client->enrich(client, ev, rec, time_mono_ms() + 5000, err);
-}
-
-static void assert_field(const struct record *rec, enum record_field field,
-                         const char *expected) {
-  const char *got = record_string(rec, field);
-  if (!expected) {
-    assert_null(got);
-    return;
-  }
-  assert_non_null(got);
-  assert_string_equal(got, expected);
 }
 
 static int setup(void **state) {

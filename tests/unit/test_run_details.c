@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "record_assert.h"
 #include "record.h"
 #include "run_details.h"
 
@@ -26,17 +27,6 @@ static double number(const struct record *rec, enum record_field field) {
   double v = -1;
   assert_true(record_number(rec, field, &v));
   return v;
-}
-
-static void assert_field(const struct record *rec, enum record_field field,
-                         const char *expected) {
-  const char *got = record_string(rec, field);
-  if (!expected) {
-    assert_null(got);
-    return;
-  }
-  assert_non_null(got);
-  assert_string_equal(got, expected);
 }
 
 /* A record as record_from_event() leaves it for a plain run event. */
