@@ -195,21 +195,20 @@ static int64_t run_start_ms(const struct record *rec, int64_t now_ms) {
   return event_time_ms(rec, now_ms);
 }
 
-static bool run_duration_known(const struct record *rec) {
-  double v;
-  return record_number(rec, REC_EXECUTION_TIME_MS, &v) ||
-         (record_number(rec, REC_START_TIME_UTC_MS, &v) &&
-          record_number(rec, REC_END_TIME_UTC_MS, &v));
-}
-
-static int64_t run_duration_ms(const struct record *rec) {
+/* The run's duration: its execution time, else end - start. False when
+ * neither is known (or they make no sense): no span gets a made-up duration. */
+static bool run_duration_ms(const struct record *rec, int64_t *out_ms) {
   double exec, start, end;
-  if (record_number(rec, REC_EXECUTION_TIME_MS, &exec) && exec >= 0)
-    return (int64_t)llround(exec);
+  if (record_number(rec, REC_EXECUTION_TIME_MS, &exec) && exec >= 0) {
+    *out_ms = (int64_t)llround(exec);
+    return true;
+  }
   if (record_number(rec, REC_START_TIME_UTC_MS, &start) &&
-      record_number(rec, REC_END_TIME_UTC_MS, &end) && end >= start)
-    return (int64_t)llround(end - start);
-  return 0;
+      record_number(rec, REC_END_TIME_UTC_MS, &end) && end >= start) {
+    *out_ms = (int64_t)llround(end - start);
+    return true;
+  }
+  return false;
 }
 
 /* A new envelope `{name, time, iKey, tags, data: {baseType, baseData}}`; steals
@@ -341,13 +340,14 @@ static const char *task_type(const struct record *rec) {
 
 /* The request of a pipeline run (or plain run), or the dependency of a step. */
 static int add_span(const struct telemetry_options *o, const struct record *rec,
-                    int64_t now_ms, const struct correlation *c, json_t *out) {
+                    int64_t duration_ms, int64_t now_ms, const struct correlation *c,
+                    json_t *out) {
   const char *status = record_string(rec, REC_STATUS);
   const char *run_id = record_string(rec, REC_RUN_ID);
   bool step = rec->run_kind == RUN_KIND_STEP;
   bool failed = strcasecmp(status, "Failed") == 0;
   char duration[40], own_id[17];
-  time_format_duration(run_duration_ms(rec), duration, sizeof duration);
+  time_format_duration(duration_ms, duration, sizeof duration);
   json_t *props = record_properties(rec), *m = record_measurements(rec), *base = NULL;
   if (!props || !m)
     goto fail;
@@ -439,7 +439,9 @@ int telemetry_envelopes(const struct telemetry_options *options, const struct re
       (r = add_metric(options, rec, now_ms, &c, "AmlRunQueueTimeMs", REC_QUEUE_TIME_MS,
                       out)) != RESULT_OK)
     return r;
-  if (c.set && run_duration_known(rec) && (r = add_span(options, rec, now_ms, &c, out)))
+  int64_t duration_ms;
+  if (c.set && run_duration_ms(rec, &duration_ms) &&
+      (r = add_span(options, rec, duration_ms, now_ms, &c, out)))
     return r;
   if (options->legacy_traces)
     r = add_legacy_trace(options, rec, now_ms, &c, out);
