@@ -19,7 +19,6 @@ expiry, once, not per event; no secret or token ever reaches stdout/stderr.
 """
 
 import copy
-import os
 import time
 import unittest
 import uuid
@@ -29,6 +28,7 @@ from tests.e2e.support import (
     FUNCTION,
     NEEDS_HANDLER,
     BenchTestCase,
+    budget_s,
     event_status,
     expected_from_run,
     expected_record,
@@ -221,17 +221,15 @@ class FailureTest(EnrichmentTestCase):
         self.assertEqual(statuses[:2], [503, 200])
 
     def test_run_history_down_past_the_budget_fails_then_redelivery_is_accepted(self):
-        # Under valgrind the first token and discovery alone take seconds: a
-        # larger budget leaves room for the retries this test is about.
-        budget_s = 6 if os.environ.get("HANDLER_UNDER_VALGRIND") else 2
-        host = self.handler(HANDLER_INVOCATION_BUDGET_MS=budget_s * 1000)
+        budget = budget_s(2)
+        host = self.handler(HANDLER_INVOCATION_BUDGET_MS=budget * 1000)
         self.stack.aml.faults.add("run", Fault.error(503), times=1000)
         event = self.pipeline_event()
         started = time.monotonic()
         answer = host.invoke(FUNCTION, event)
         elapsed = time.monotonic() - started
         self.assertEqual(answer.status, 500, answer.raw)
-        self.assertLess(elapsed, budget_s + 3.0, f"the invocation overran its {budget_s} s budget")
+        self.assertLess(elapsed, budget + 3.0, f"the invocation overran its {budget} s budget")
         self.assertGreaterEqual(len(run_requests(self.stack.aml, PIPELINE)), 2,
                                 "the 503 was not retried")
         self.assertEqual(records_of(host, event["id"]), [],
