@@ -10,6 +10,18 @@
  * mutex per lock type, so a second handle's first connection still skips the DNS
  * lookup and the full TLS handshake. At most POOL_MAX_IDLE handles stay idle.
  *
+ * Trusted roots. libcurl 7.88 parses the CA bundle into an X509_STORE per easy
+ * handle (its CA cache lives in the handle's private multi), so with the
+ * system bundle (~140 roots) every pooled handle held ~0.7 MB of parsed
+ * certificates and paid ~5 ms of CPU to load them. The roots are instead
+ * loaded once into one OpenSSL X509_STORE (libcurl's TLS backend here, and
+ * the only other library this file touches) that every TLS context shares
+ * through CURLOPT_SSL_CTX_FUNCTION. They are loaded on the first request, not
+ * at start (parsing the bundle takes ~190 M instructions, and the Functions
+ * host waits for GET / meanwhile). When they cannot be loaded, or the TLS
+ * backend is not OpenSSL, libcurl loads the roots itself, as before, and
+ * reports what is wrong with them on each request.
+ *
  * Policy applied to every transfer (nothing in a request can change it): TLS peer
  * and host verification on, TLS 1.2 or later, HTTPS only -- except plain http://
  * to a loopback host (127.0.0.1, localhost, ::1), which App Service's managed
@@ -32,6 +44,9 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -54,6 +69,9 @@
 static struct {
   bool initialized;
   CURLSH *share;
+  pthread_mutex_t ca_lock;
+  bool ca_tried;        /* under ca_lock: load_ca_store() ran */
+  X509_STORE *ca_store; /* shared by every TLS context; NULL: libcurl loads roots */
   pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
   pthread_mutex_t pool_lock;
   CURL *idle[POOL_MAX_IDLE];
@@ -61,7 +79,7 @@ static struct {
   char *ca_file;
   char *user_agent;
   long connect_timeout_ms;
-} client = {.pool_lock = PTHREAD_MUTEX_INITIALIZER};
+} client = {.pool_lock = PTHREAD_MUTEX_INITIALIZER, .ca_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Atomic uint64_t stat_requests;
 static _Atomic uint64_t stat_connections;
@@ -132,6 +150,9 @@ void http_client_global_cleanup(void) {
   client.idle_count = 0;
   curl_share_cleanup(client.share);
   client.share = NULL;
+  X509_STORE_free(client.ca_store);
+  client.ca_store = NULL;
+  client.ca_tried = false;
   for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
     pthread_mutex_destroy(&client.share_locks[i]);
   free(client.ca_file);
@@ -139,6 +160,56 @@ void http_client_global_cleanup(void) {
   client.ca_file = client.user_agent = NULL;
   curl_global_cleanup();
   client.initialized = false;
+}
+
+/* Loads the trusted roots into client.ca_store when libcurl's TLS backend is
+ * OpenSSL: SSL_CERT_FILE, else libcurl's compiled-in bundle and directory. */
+static int load_ca_store(struct error_info *err) {
+  const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+  if (!v->ssl_version || strncmp(v->ssl_version, "OpenSSL/", 8) != 0)
+    return RESULT_OK;
+  const char *file = client.ca_file, *dir = NULL;
+  CURL *probe = NULL;
+  if (!file) {
+    if (!(probe = curl_easy_init()))
+      return error_set(err, RESULT_NOMEM, "",
+                       "out of memory initializing the HTTP client");
+    curl_easy_getinfo(probe, CURLINFO_CAINFO, &file);
+    curl_easy_getinfo(probe, CURLINFO_CAPATH, &dir);
+  }
+  int result = RESULT_OK;
+  if (!(client.ca_store = X509_STORE_new())) {
+    result = error_set(err, RESULT_NOMEM, "", "out of memory loading the CA store");
+  } else if (file && !X509_STORE_load_file(client.ca_store, file)) {
+    result = error_set(err, RESULT_INVALID, client.ca_file ? "SSL_CERT_FILE" : "",
+                       "no certificate could be loaded from the CA file %s", file);
+  } else if (dir && !X509_STORE_load_path(client.ca_store, dir)) {
+    result = error_set(err, RESULT_INVALID, "", "cannot use the CA directory %s", dir);
+  } else if (!file && !dir) {
+    result = error_set(err, RESULT_INVALID, "SSL_CERT_FILE",
+                       "libcurl has no default CA bundle: set SSL_CERT_FILE");
+  }
+  if (result != RESULT_OK) {
+    X509_STORE_free(client.ca_store);
+    client.ca_store = NULL;
+  }
+  ERR_clear_error();
+  curl_easy_cleanup(probe);
+  return result;
+}
+
+/* The shared roots, loaded by the first caller; NULL: libcurl loads its own. */
+static X509_STORE *shared_roots(void) {
+  pthread_mutex_lock(&client.ca_lock);
+  if (!client.ca_tried) {
+    client.ca_tried = true;
+    struct error_info err = {0};
+    if (load_ca_store(&err) != RESULT_OK)
+      log_warn("event=ca_store_unshared reason=\"%s\"", err.message);
+  }
+  X509_STORE *store = client.ca_store;
+  pthread_mutex_unlock(&client.ca_lock);
+  return store;
 }
 
 int http_client_global_init(const struct http_client_options *options,
@@ -346,6 +417,12 @@ nomem:
   return error_set(err, RESULT_NOMEM, "", "out of memory building request headers");
 }
 
+/* libcurl calls this for each new TLS context, after its own TLS options. */
+static CURLcode use_shared_roots(CURL *h, void *ssl_ctx, void *store) {
+  SSL_CTX_set1_cert_store(ssl_ctx, store);
+  return CURLE_OK;
+}
+
 static void configure(CURL *h, const struct http_request *req, CURLU *url, bool loopback,
                       struct curl_slist *headers, struct transfer *t,
                       int64_t remaining_ms, char *errbuf) {
@@ -356,7 +433,13 @@ static void configure(CURL *h, const struct http_request *req, CURLU *url, bool 
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
   curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-  if (client.ca_file) { /* replaces the system bundle and directory */
+  X509_STORE *roots = shared_roots();
+  if (roots) { /* the shared roots replace libcurl's own loading */
+    curl_easy_setopt(h, CURLOPT_CAINFO, NULL);
+    curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, use_shared_roots);
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, roots);
+  } else if (client.ca_file) { /* replaces the system bundle and directory */
     curl_easy_setopt(h, CURLOPT_CAINFO, client.ca_file);
     curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
   }
