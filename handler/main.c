@@ -10,6 +10,7 @@
  * on stderr and exit status 1; usage errors exit 2. SIGTERM drains in-flight
  * invocations and exits 0 only if all of them were answered. */
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -371,6 +372,11 @@ static int check(int argc, char **argv) {
 int main(int argc, char **argv) {
   /* A peer closing a socket must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
+  /* glibc gives each thread that allocates its own arena, up to 8 per core, and
+   * an arena keeps what it held at its peak: with a thread per invocation that
+   * is megabytes of mostly idle heap. Two arenas hold the same load in less. */
+  if (!getenv("MALLOC_ARENA_MAX"))
+    mallopt(M_ARENA_MAX, 2);
   if (argc > 1 && strcmp(argv[1], "--version") == 0) {
     printf("handler %s\n", HANDLER_VERSION);
     return 0;
