@@ -5,8 +5,8 @@
  * document -> api); the Run (one request: it carries every mapped field, the
  * display name included; RunDetails only when the Run has no runDefinition);
  * for a step the parent pipeline's Run from the parent cache; for a Completed
- * run the metrics list and one `full` read per metric (bounded, and within half the time
- * left so the export that follows keeps its share of the deadline).
+ * run the metrics list and one `full` read per metric (bounded, and within half
+ * the time left so the export that follows keeps its share of the deadline).
  *
  * Invariants: every id put in a URL path is percent-escaped (and "." / ".."
  * spelled %2E so no dot segment can be squashed); the token goes only to

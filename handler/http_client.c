@@ -13,14 +13,14 @@
  * Trusted roots. libcurl 7.88 parses the CA bundle into an X509_STORE per easy
  * handle (its CA cache lives in the handle's private multi), so with the
  * system bundle (~140 roots) every pooled handle held ~0.7 MB of parsed
- * certificates and paid ~5 ms of CPU to load them. The roots are instead
- * loaded once into one OpenSSL X509_STORE (libcurl's TLS backend here, and
- * the only other library this file touches) that every TLS context shares
- * through CURLOPT_SSL_CTX_FUNCTION. They are loaded on the first request, not
- * at start (parsing the bundle takes ~190 M instructions, and the Functions
- * host waits for GET / meanwhile). When they cannot be loaded, or the TLS
- * backend is not OpenSSL, libcurl loads the roots itself, as before, and
- * reports what is wrong with them on each request.
+ * certificates and paid ~190 M instructions (tens of ms) to load them. The
+ * roots are instead loaded once into one OpenSSL X509_STORE (libcurl's TLS
+ * backend here, and the only other library this file touches) that every TLS
+ * context shares through CURLOPT_SSL_CTX_FUNCTION. They are loaded on the
+ * first request, not at start, where the Functions host would wait for GET /
+ * meanwhile. When they cannot be loaded, or the TLS backend is not OpenSSL,
+ * libcurl loads the roots itself, as before, and reports what is wrong with
+ * them on each request.
  *
  * Policy applied to every transfer (nothing in a request can change it): TLS peer
  * and host verification on, TLS 1.2 or later, HTTPS only -- except plain http://
