@@ -4,7 +4,10 @@
  * Both directions work on whole buffers in one zlib stream. Decompression grows its
  * output by doubling and never allocates more than max_out + 1 bytes, so a gzip
  * bomb costs at most the cap. zlib counts in uInt, so inputs of 4 GiB or more are
- * refused with RESULT_TOOBIG. Threading: no shared state. */
+ * refused with RESULT_TOOBIG. Compression is zlib's fastest level: on telemetry
+ * batches it costs ~19 % more bytes than the default level (9.2x against 11.0x)
+ * and saves ~4.5 % of the handler's instructions per event. Threading: no
+ * shared state. */
 #include "gzip.h"
 
 #include <limits.h>
@@ -17,7 +20,7 @@ int gzip_compress(const void *in, size_t len, uint8_t **out, size_t *out_len) {
   z_stream zs = {0};
   if (len >= UINT_MAX)
     return RESULT_TOOBIG;
-  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, GZIP_WINDOW_BITS, 8,
+  if (deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, GZIP_WINDOW_BITS, 8,
                    Z_DEFAULT_STRATEGY) != Z_OK)
     return RESULT_NOMEM;
   size_t cap = deflateBound(&zs, (uLong)len);

@@ -57,7 +57,7 @@ static void enforces_the_output_cap(void **state) {
   size_t z_len = 0, back_len = 0;
   assert_non_null(zeros);
   assert_int_equal(gzip_compress(zeros, n, &z, &z_len), RESULT_OK);
-  assert_true(z_len < 4096);
+  assert_true(z_len < 8192); /* over 100x: a bomb, even at the fastest level */
   assert_int_equal(gzip_decompress(z, z_len, n - 1, &back, &back_len), RESULT_TOOBIG);
   assert_null(back);
   assert_int_equal(gzip_decompress(z, z_len, 1000, &back, &back_len), RESULT_TOOBIG);
