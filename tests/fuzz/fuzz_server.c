@@ -34,17 +34,24 @@ static void invoke(void *ctx, const struct server_request *request,
   json_decref(doc);
 }
 
+/* A new connection to the server, or -1. libFuzzer's timer signal (SIGALRM,
+ * once a second for -timeout) can interrupt connect(): that is retried. */
 static int connect_to(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return -1;
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+  for (int attempt = 0; attempt < 10; attempt++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+      return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0)
+      return fd;
+    int saved = errno;
     close(fd);
-    return -1;
+    errno = saved;
+    if (saved != EINTR)
+      return -1;
   }
-  return fd;
+  return -1;
 }
 
 /* Waits for `events` on fd until the deadline; true when ready. */
@@ -53,7 +60,13 @@ static int wait_fd(int fd, short events, int64_t deadline) {
   if (left <= 0)
     return 0;
   struct pollfd p = {.fd = fd, .events = events};
-  return poll(&p, 1, (int)left) > 0;
+  int n;
+  while ((n = poll(&p, 1, (int)left)) < 0 && errno == EINTR) {
+    left = deadline - time_mono_ms();
+    if (left <= 0)
+      return 0;
+  }
+  return n > 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
