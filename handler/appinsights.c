@@ -224,12 +224,15 @@ static bool judge_items(const struct http_response *resp, size_t n, enum outcome
   size_t logged = 0, index;
   json_t *e;
   json_array_foreach(errors, index, e) {
+    /* Both are integers in the swagger; an index that is not one names no
+     * item, and a status that is not an HTTP status is taken as a 500. */
     json_t *jindex = jsonx_get_ci(e, "index"), *jstatus = jsonx_get_ci(e, "statusCode");
-    if (!json_is_number(jindex))
+    if (!json_is_integer(jindex))
       continue;
-    double at = json_number_value(jindex);
-    long status = json_is_number(jstatus) ? (long)json_number_value(jstatus) : 500;
-    if (at < 0 || at >= (double)n)
+    json_int_t at = json_integer_value(jindex);
+    json_int_t code = json_is_integer(jstatus) ? json_integer_value(jstatus) : 500;
+    long status = code >= 100 && code <= 599 ? (long)code : 500;
+    if (at < 0 || (uint64_t)at >= n)
       continue;
     size_t i = (size_t)at;
     if (item_status_retryable(status)) {

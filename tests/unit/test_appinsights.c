@@ -279,6 +279,31 @@ static void partial_resend(void **state) {
   assert_int_equal(s.items_retried, 1);
 }
 
+/* Errors that break the swagger's types: a fractional or huge index names no
+ * item; a status that is not an HTTP status (1e300, a string) counts as 500. */
+static void answer_206_malformed_then_200(struct fake *f, int post, json_t *items,
+                                          struct http_response *out) {
+  if (post == 0)
+    respond(out, 206,
+            "{\"itemsReceived\":3,\"itemsAccepted\":0,\"errors\":["
+            "{\"index\":0,\"statusCode\":1e300},{\"index\":1,\"statusCode\":\"400\"},"
+            "{\"index\":1.9,\"statusCode\":400},{\"index\":1e300,\"statusCode\":400},"
+            "{\"index\":-1,\"statusCode\":400},{\"index\":2,\"statusCode\":-400}]}");
+  else
+    answer_200(f, post, items, out);
+}
+
+static void malformed_item_errors(void **state) {
+  start(answer_206_malformed_then_200);
+  const char *ids[] = {"a", "b", "c"};
+  assert_int_equal(export_ids(ids, 3, 5000, NULL), 0);
+  assert_int_equal(posts_now(), 2);
+  assert_int_equal(sent_count(1), 3); /* each error read as a retryable 500 */
+  struct appinsights_stats s = stats();
+  assert_int_equal(s.items_accepted, 3);
+  assert_int_equal(s.items_failed, 0);
+}
+
 static void answer_400_items(struct fake *f, int post, json_t *items,
                              struct http_response *out) {
   respond(out, 400,
@@ -531,6 +556,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(group_commit, teardown),
       cmocka_unit_test_teardown(partial_resend, teardown),
+      cmocka_unit_test_teardown(malformed_item_errors, teardown),
       cmocka_unit_test_teardown(invalid_items_not_retried, teardown),
       cmocka_unit_test_teardown(throttled_then_accepted, teardown),
       cmocka_unit_test_teardown(unavailable_until_deadline, teardown),
