@@ -92,7 +92,8 @@ def _step_doc(status, run_doc):
         '{"runId":"' + run + '","runUuid":"c8e0f6a4-2b7d-4f59-8a3e-9d1c6b5e4f31",'
         '"parentRunUuid":"c8e0f6a4-2b7d-4f59-8a3e-9d1c6b5e4f30","parentRunId":"' + parent +
         '","rootRunId":"' + parent + '","target":"cpu-cluster","status":"' + status + '",'
-        '"createdTimeUtc":"' + created + '","startTimeUtc":"' + start + '",'
+        '"' + ("createdUtc" if run_doc else "createdTimeUtc") + '":"' + created + '",'
+        '"startTimeUtc":"' + start + '",'
         '"endTimeUtc":"$time_iso8601","error":' + error + ',"warnings":[],'
         '"tags":{"azureml.pipelinerunid":"' + parent + '","azureml.nodeid":"9e3779b1",'
         '"azureml.pipeline":"' + parent + '","azureml.pipelineComponent":"masterescloud"},'
@@ -107,14 +108,14 @@ def _step_doc(status, run_doc):
         '"communicator":"None","nodeCount":1,"environment":{"name":"bench-env","version":"1",'
         '"python":{"userManagedDependencies":false},"docker":{"baseImage":'
         '"mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:20240418.v1","enabled":false}}},'
-        '"logFiles":' + _log_files(run) + ','
+        + ('' if run_doc else '"logFiles":' + _log_files(run) + ',') +
         '"runTypeV2":{"orchestrator":"Execution","traits":["azureml.StepRun"],'
         '"computeType":"AmlCompute"},"computeDuration":"00:05:12.1234567",'
         '"duration":"00:05:12.1234567","createdBy":{"userObjectId":'
         '"5b9e3c71-1f2a-4c8d-9e0b-7a6d5c4b3a21","userName":"Dana Scientist","upn":'
         '"dana@contoso.example"}')
     if run_doc:
-        doc += (',"createdUtc":"' + created + '","experimentId":'
+        doc += (',"experimentId":'
                 '"82c99df0-345e-47f5-9f37-17182d398f02","runType":"azureml.StepRun",'
                 '"displayName":"train-$p2","name":"' + run + '","scriptName":"train.py",'
                 '"compute":{"target":"cpu-cluster","targetType":"AmlCompute","vmSize":'

@@ -130,14 +130,7 @@ static int wait_until(struct cache *c, int64_t deadline_ms) {
   int64_t left = deadline_ms - time_mono_ms();
   if (left <= 0)
     return ETIMEDOUT;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += left / 1000;
-  ts.tv_nsec += (long)(left % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  struct timespec ts = time_mono_timespec(deadline_ms);
   return pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 }
 

@@ -94,8 +94,7 @@ struct batch_result {
 };
 
 static void wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t deadline_ms) {
-  struct timespec ts = {.tv_sec = (time_t)(deadline_ms / 1000),
-                        .tv_nsec = (long)(deadline_ms % 1000) * 1000000L};
+  struct timespec ts = time_mono_timespec(deadline_ms);
   pthread_cond_timedwait(cond, lock, &ts);
 }
 

@@ -945,14 +945,7 @@ static bool wait_until(struct credential *cred, int64_t deadline_ms) {
   int64_t remaining = deadline_ms - time_mono_ms();
   if (remaining <= 0)
     return false;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += (time_t)(remaining / 1000);
-  ts.tv_nsec += (long)(remaining % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  struct timespec ts = time_mono_timespec(deadline_ms);
   return pthread_cond_timedwait(&cred->cond, &cred->lock, &ts) != ETIMEDOUT;
 }
 

@@ -31,6 +31,21 @@ int64_t time_mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct timespec time_mono_timespec(int64_t deadline_ms) {
+  int64_t left = deadline_ms - time_mono_ms();
+  if (left < 0)
+    left = 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += (time_t)(left / 1000);
+  ts.tv_nsec += (long)(left % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
+
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's method). */
 static int64_t days_from_civil(int64_t y, int m, int d) {
   y -= m <= 2;

@@ -11,11 +11,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Wall clock, milliseconds since the Unix epoch. */
 int64_t time_now_ms(void);
 /* Monotonic clock in milliseconds, for deadlines and timeouts. */
 int64_t time_mono_ms(void);
+
+/* The CLOCK_MONOTONIC time, as a timespec for pthread_cond_timedwait on a
+ * condition set to CLOCK_MONOTONIC, at which `deadline_ms` (on time_mono_ms's
+ * scale) falls. Taken as now + the time left, so a test clock shifts it too. */
+struct timespec time_mono_timespec(int64_t deadline_ms);
 
 /* Test hook: replace both clocks (NULL restores the system's). */
 typedef int64_t (*time_clock_fn)(void);

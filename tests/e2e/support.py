@@ -346,13 +346,7 @@ class Bench:
 
     def clear_journals(self):
         """Forgets every stand-in's requests and the accepted telemetry."""
-        stack = self.stack
-        for server in (stack.entra, stack.msi, stack.arm, stack.aml, stack.ingestion,
-                       stack.ingestion_alt):
-            server.journal.clear()
-            server.faults.clear()
-        stack.ingestion.service.clear()
-        stack.ingestion_alt.service.clear()
+        self.stack.reset()
 
     # -- what must never be printed ------------------------------------------
 

@@ -119,6 +119,14 @@ class Stack:
             self._tmp.cleanup()
             self._tmp = None
 
+    def reset(self) -> None:
+        """Forgets every stand-in's faults and requests, and the accepted telemetry."""
+        for server in self._servers:
+            server.faults.clear()
+            server.journal.clear()
+        self.ingestion.service.clear()
+        self.ingestion_alt.service.clear()
+
     def rotate_federated_token(self, lifetime: float = 3600.0) -> str:
         """Writes a fresh federated token to the token file; returns it."""
         token = federated_token(lifetime=lifetime)

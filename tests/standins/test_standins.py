@@ -133,12 +133,7 @@ def assertion_form(jwt: str) -> dict:
 
 class StandinTestCase(unittest.TestCase):
     def setUp(self) -> None:
-        for server in (stack.entra, stack.msi, stack.arm, stack.aml, stack.ingestion,
-                       stack.ingestion_alt):
-            server.faults.clear()
-            server.journal.clear()
-        stack.ingestion.service.clear()
-        stack.ingestion_alt.service.clear()
+        stack.reset()
 
     def assertAad(self, answer: Answer, status: int, error: str, code: int) -> None:
         self.assertEqual(answer.status, status, answer.body)
