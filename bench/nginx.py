@@ -193,7 +193,7 @@ def locations(ports):
         " }",
         "location ~ \"" + step + "4f00" + tail + "$\" { " + _ret(_step_doc("Failed", True)) + " }",
         # 200 means every item was accepted; the exporter reads per-item errors only
-        # from 206/400 (handler/appinsights.c), as the official SDKs do.
+        # from 206/400 (handler/export/appinsights.c), as the official SDKs do.
         "location = /v2.1/track { " +
         _ret('{"itemsReceived":1,"itemsAccepted":1,"errors":[],"appId":null}') + " }",
     ])

@@ -246,7 +246,7 @@ class Bench:
     def growth(self, checkpoints):
         """RSS at each checkpoint (events so far) of one handler at c=64. The
         exporter's two dedup sets (event ids, measured runs) are bounded at
-        65,536 entries each (handler/dedup.h) and fill first: growth after that
+        65,536 entries each (handler/base/dedup.h) and fill first: growth after that
         is what would be a leak."""
         proc = self.start_handler(name="growth")
         rss, done = {}, 0

@@ -17,20 +17,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aml_client.h"
-#include "appinsights.h"
-#include "check.h"
-#include "config.h"
-#include "credential.h"
-#include "crypto.h"
-#include "exporter.h"
-#include "function_app.h"
-#include "http_client.h"
-#include "invocation.h"
-#include "log.h"
-#include "processor.h"
-#include "replay.h"
-#include "server.h"
+#include "aml/aml_client.h"
+#include "export/appinsights.h"
+#include "tools/check.h"
+#include "core/config.h"
+#include "azure/credential.h"
+#include "base/crypto.h"
+#include "core/exporter.h"
+#include "host/function_app.h"
+#include "azure/http_client.h"
+#include "host/invocation.h"
+#include "base/log.h"
+#include "host/processor.h"
+#include "tools/replay.h"
+#include "host/server.h"
 
 #define DRAIN_MS 25000
 

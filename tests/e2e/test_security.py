@@ -233,12 +233,12 @@ class TlsTest(SecurityTestCase):
         self.assert_every_call_fails(SSL_CERT_FILE=None)
 
     def test_no_setting_turns_verification_off(self):
-        source = (REPO / "handler" / "http_client.c").read_text()
+        source = (REPO / "handler" / "azure" / "http_client.c").read_text()
         settings = re.findall(r"CURLOPT_SSL_VERIFY(PEER|HOST)\s*,\s*([^)]*)\)", source)
         self.assertEqual(sorted(settings), [("HOST", "2L"), ("PEER", "1L")])
         self.assertNotRegex(source, r"CURLOPT_(PROXY_)?SSL_VERIFY\w*\s*,\s*0")
         self.assertNotIn("CURLSSLOPT_NO_REVOKE", source)
-        for path in (REPO / "handler").glob("*.[ch]"):
+        for path in (REPO / "handler").rglob("*.[ch]"):
             if path.name != "http_client.c":
                 self.assertNotRegex(path.read_text(), r"CURLOPT_|curl_easy",
                                     f"{path.name} talks to libcurl")

@@ -13,13 +13,13 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "aml_client.h"
-#include "aml_client_internal.h"
-#include "event.h"
-#include "jsonx.h"
-#include "log.h"
-#include "record.h"
-#include "timeutil.h"
+#include "aml/aml_client.h"
+#include "aml/aml_client_internal.h"
+#include "core/event.h"
+#include "base/jsonx.h"
+#include "base/log.h"
+#include "core/record.h"
+#include "base/timeutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "connection_string.h"
-#include "log.h"
+#include "export/connection_string.h"
+#include "base/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

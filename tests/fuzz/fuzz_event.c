@@ -7,10 +7,10 @@
 #include <stdlib.h>
 
 #include "fuzz_util.h"
-#include "event.h"
-#include "jsonx.h"
-#include "log.h"
-#include "record.h"
+#include "core/event.h"
+#include "base/jsonx.h"
+#include "base/log.h"
+#include "core/record.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "gzip.h"
-#include "log.h"
+#include "base/gzip.h"
+#include "base/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

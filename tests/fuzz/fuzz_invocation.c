@@ -7,11 +7,11 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "config.h"
-#include "exporter.h"
-#include "function_app.h"
-#include "log.h"
-#include "processor.h"
+#include "core/config.h"
+#include "core/exporter.h"
+#include "host/function_app.h"
+#include "base/log.h"
+#include "host/processor.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

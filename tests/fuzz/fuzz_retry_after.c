@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "log.h"
-#include "retry.h"
-#include "timeutil.h"
+#include "base/log.h"
+#include "azure/retry.h"
+#include "base/timeutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 
 #include "fuzz_util.h"
-#include "jsonx.h"
-#include "log.h"
-#include "record.h"
-#include "run_details.h"
+#include "base/jsonx.h"
+#include "base/log.h"
+#include "core/record.h"
+#include "aml/run_details.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,10 +18,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "jsonx.h"
-#include "log.h"
-#include "server.h"
-#include "timeutil.h"
+#include "base/jsonx.h"
+#include "base/log.h"
+#include "host/server.h"
+#include "base/timeutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "credential_internal.h"
-#include "log.h"
+#include "azure/credential_internal.h"
+#include "base/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

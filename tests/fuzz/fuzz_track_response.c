@@ -13,12 +13,12 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "appinsights_internal.h"
-#include "config.h"
-#include "exporter.h"
-#include "log.h"
-#include "record.h"
-#include "timeutil.h"
+#include "export/appinsights_internal.h"
+#include "core/config.h"
+#include "core/exporter.h"
+#include "base/log.h"
+#include "core/record.h"
+#include "base/timeutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

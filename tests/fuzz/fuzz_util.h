@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonx.h"
-#include "log.h"
-#include "record.h"
+#include "base/jsonx.h"
+#include "base/log.h"
+#include "core/record.h"
 
 /* Silences the handler's log once: millions of inputs would print millions of
  * lines, and the log is not what is under test. */

@@ -3,7 +3,7 @@
 #ifndef HANDLER_TEST_RECORD_ASSERT_H
 #define HANDLER_TEST_RECORD_ASSERT_H
 
-#include "record.h"
+#include "core/record.h"
 
 /* Field `field` of `rec` is the string `expected`, or absent when NULL. */
 static inline void assert_field(const struct record *rec, enum record_field field,

@@ -15,10 +15,10 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "aml_client.h"
-#include "aml_client_internal.h"
-#include "record.h"
-#include "timeutil.h"
+#include "aml/aml_client.h"
+#include "aml/aml_client_internal.h"
+#include "core/record.h"
+#include "base/timeutil.h"
 
 #define ARM "https://arm.test"
 #define WS_PATH                                                                          \

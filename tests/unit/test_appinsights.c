@@ -15,13 +15,13 @@
 
 #include <cmocka.h>
 
-#include "appinsights.h"
-#include "appinsights_internal.h"
-#include "gzip.h"
-#include "jsonx.h"
-#include "log.h"
-#include "record.h"
-#include "timeutil.h"
+#include "export/appinsights.h"
+#include "export/appinsights_internal.h"
+#include "base/gzip.h"
+#include "base/jsonx.h"
+#include "base/log.h"
+#include "core/record.h"
+#include "base/timeutil.h"
 
 #define MAX_POSTS 64
 

@@ -24,14 +24,14 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "exporter.h"
-#include "function_app.h"
-#include "jsonx.h"
-#include "log.h"
-#include "processor.h"
-#include "record.h"
-#include "server.h"
+#include "core/config.h"
+#include "core/exporter.h"
+#include "host/function_app.h"
+#include "base/jsonx.h"
+#include "base/log.h"
+#include "host/processor.h"
+#include "core/record.h"
+#include "host/server.h"
 
 #define CASES_DIR TEST_DATA_DIR "/cases"
 #define MAX_CASES 512

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "config.h"
+#include "core/config.h"
 
 /* A getenv over a NULL-terminated list of "NAME=value" strings. */
 static const char *table_getenv(void *ctx, const char *name) {

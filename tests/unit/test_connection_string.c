@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "connection_string.h"
+#include "export/connection_string.h"
 
 #define KEY "00000000-1111-2222-3333-444444444444"
 #define SETTING "APPLICATIONINSIGHTS_CONNECTION_STRING"

@@ -20,12 +20,12 @@
 #include <cmocka.h>
 #include <pthread.h>
 
-#include "credential.h"
-#include "credential_internal.h"
-#include "crypto.h"
-#include "jsonx.h"
-#include "log.h"
-#include "timeutil.h"
+#include "azure/credential.h"
+#include "azure/credential_internal.h"
+#include "base/crypto.h"
+#include "base/jsonx.h"
+#include "base/log.h"
+#include "base/timeutil.h"
 
 #define T0_MS 1795773600000LL /* 2026-11-27T10:00:00Z */
 #define TENANT "72f988bf-0000-0000-0000-2d7cd011db47"

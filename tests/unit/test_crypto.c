@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "crypto.h"
+#include "base/crypto.h"
 
 static char dir[64];
 

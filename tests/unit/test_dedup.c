@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "dedup.h"
+#include "base/dedup.h"
 
 static void oldest_forgotten(void **state) {
   struct dedup *set = dedup_new(4);

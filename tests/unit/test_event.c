@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "event.h"
+#include "core/event.h"
 
 static void splits_workspace_ids(void **state) {
   char *sub, *rg, *ws;

@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "gzip.h"
-#include "result.h"
+#include "base/gzip.h"
+#include "base/result.h"
 
 static void round_trips(void **state) {
   size_t sizes[] = {0, 1, 100, 70000, 1 << 20};

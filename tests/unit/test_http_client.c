@@ -27,10 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http_client.h"
-#include "http_client_internal.h"
-#include "retry.h"
-#include "timeutil.h"
+#include "azure/http_client.h"
+#include "azure/http_client_internal.h"
+#include "azure/retry.h"
+#include "base/timeutil.h"
 
 /* ---- the scripted server ---- */
 

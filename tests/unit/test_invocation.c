@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "invocation.h"
+#include "host/invocation.h"
 
 static int parse(const char *body, struct invocation *inv, struct error_info *err) {
   return invocation_parse(body, strlen(body), "event", inv, err);

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "jsonx.h"
+#include "base/jsonx.h"
 
 static json_t *parse(const char *text, int max_depth, int *result) {
   struct error_info err;

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "record.h"
+#include "core/record.h"
 
 static void field_names_are_unique_and_complete(void **state) {
   for (int i = 0; i < REC_FIELD_COUNT; i++) {

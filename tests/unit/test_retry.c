@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "retry.h"
-#include "timeutil.h"
+#include "azure/retry.h"
+#include "base/timeutil.h"
 
 /* "Sun, 06 Nov 1994 08:49:37 GMT" */
 #define DATE_MS 784111777000LL

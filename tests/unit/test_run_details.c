@@ -10,8 +10,8 @@
 #include <cmocka.h>
 
 #include "record_assert.h"
-#include "record.h"
-#include "run_details.h"
+#include "core/record.h"
+#include "aml/run_details.h"
 
 static json_t *load(const char *name) {
   char path[512];

@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "log.h"
-#include "server.h"
+#include "base/log.h"
+#include "host/server.h"
 
 #define CONCURRENT 8
 

@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "record.h"
-#include "telemetry.h"
-#include "timeutil.h"
+#include "core/record.h"
+#include "export/telemetry.h"
+#include "base/timeutil.h"
 
 #define PIPELINE_ID "5D3F0A2B-1C4E-4F6A-8B9C-0D1E2F3A4B5C"
 #define PIPELINE_OP "5d3f0a2b1c4e4f6a8b9c0d1e2f3a4b5c"

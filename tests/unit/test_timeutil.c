@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "timeutil.h"
+#include "base/timeutil.h"
 
 static void parses_iso8601_forms(void **state) {
   int64_t ms;

@@ -1,0 +1,898 @@
+/* The AML client: run events -> Run, parent run, metrics -> record.
+ *
+ * Per event: a token for ARM; the workspace's API base URL from the workspace
+ * cache (on a miss: ARM workspace -> properties.discoveryUrl -> discovery
+ * document -> api); the Run (one request: it carries every mapped field, the
+ * display name included; RunDetails only when the Run has no runDefinition);
+ * for a step the parent pipeline's Run from the parent cache; for a Completed
+ * run the metrics list and one `full` read per metric (bounded, and within half
+ * the time left so the export that follows keeps its share of the deadline).
+ *
+ * Invariants: every id put in a URL path is percent-escaped (and "." / ".."
+ * spelled %2E so no dot segment can be squashed); the token goes only to
+ * trusted URLs (aml_client_url_trusted); permanent failures become the
+ * record's `enrichment` reason, transient ones the return value.
+ *
+ * Threading: the caches are single-flight: the first caller of a key leads the
+ * lookup while later callers wait on the cache's condition variable (bounded by
+ * their deadline) and share the leader's outcome. Entries with waiters are
+ * never evicted. Counters are atomics. */
+#include "aml/aml_client.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "aml/aml_client_internal.h"
+#include "base/crypto.h"
+#include "azure/http_client.h"
+#include "base/jsonx.h"
+#include "base/log.h"
+#include "aml/run_details.h"
+#include "base/timeutil.h"
+
+#define ARM_API_VERSION "2024-04-01"
+#define WORKSPACE_PROVIDER "providers/Microsoft.MachineLearningServices/workspaces"
+#define REASON_FORBIDDEN                                                                 \
+  "forbidden (403): the identity needs read access to the workspace, e.g. the AzureML "  \
+  "Data Scientist role"
+
+/* ---- single-flight LRU cache of strings -------------------------------------- */
+
+enum entry_state { ENTRY_EMPTY, ENTRY_PENDING, ENTRY_READY, ENTRY_FAILED };
+
+struct cache_entry {
+  enum entry_state state;
+  char *key;   /* lower-cased; owned */
+  char *value; /* READY: owned */
+  int result;  /* FAILED: the leader's outcome, for its waiters */
+  struct error_info error;
+  uint64_t generation; /* set when a leader takes the entry */
+  uint64_t last_used;
+  unsigned waiters; /* > 0: the entry is neither evicted nor re-keyed */
+};
+
+struct cache {
+  pthread_mutex_t lock;
+  pthread_cond_t cond; /* CLOCK_MONOTONIC; broadcast when a lookup ends */
+  struct cache_entry *entries;
+  size_t cap;
+  uint64_t tick;
+};
+
+static int cache_init(struct cache *c, size_t cap) {
+  pthread_condattr_t attr;
+  memset(c, 0, sizeof *c);
+  if (!(c->entries = calloc(cap, sizeof *c->entries)))
+    return RESULT_NOMEM;
+  c->cap = cap;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->cond, &attr);
+  pthread_condattr_destroy(&attr);
+  pthread_mutex_init(&c->lock, NULL);
+  return RESULT_OK;
+}
+
+static void cache_cleanup(struct cache *c) {
+  if (!c->entries)
+    return;
+  for (size_t i = 0; i < c->cap; i++) {
+    free(c->entries[i].key);
+    free(c->entries[i].value);
+  }
+  free(c->entries);
+  pthread_cond_destroy(&c->cond);
+  pthread_mutex_destroy(&c->lock);
+}
+
+static struct cache_entry *cache_find(struct cache *c, const char *key) {
+  for (size_t i = 0; i < c->cap; i++)
+    if (c->entries[i].state != ENTRY_EMPTY && strcmp(c->entries[i].key, key) == 0)
+      return &c->entries[i];
+  return NULL;
+}
+
+/* An empty slot, else the least recently used settled entry nobody waits on. */
+static struct cache_entry *cache_take_slot(struct cache *c, const char *key) {
+  struct cache_entry *slot = NULL;
+  for (size_t i = 0; i < c->cap; i++) {
+    struct cache_entry *e = &c->entries[i];
+    if (e->state == ENTRY_EMPTY) {
+      slot = e;
+      break;
+    }
+    if (e->state != ENTRY_PENDING && e->waiters == 0 &&
+        (!slot || e->last_used < slot->last_used))
+      slot = e;
+  }
+  if (!slot)
+    return NULL;
+  char *copy = strdup(key);
+  if (!copy)
+    return NULL;
+  free(slot->key);
+  free(slot->value);
+  memset(slot, 0, sizeof *slot);
+  slot->key = copy;
+  return slot;
+}
+
+static int wait_until(struct cache *c, int64_t deadline_ms) {
+  int64_t left = deadline_ms - time_mono_ms();
+  if (left <= 0)
+    return ETIMEDOUT;
+  struct timespec ts = time_mono_timespec(deadline_ms);
+  return pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+}
+
+/* RESULT_OK with *out_value (a malloc'd copy): a hit. RESULT_OK with *out_value
+ * NULL: the caller leads the lookup and must call cache_end() with *out_ticket.
+ * Otherwise the failure of the lookup this caller waited for, or RESULT_TIMEOUT. */
+static int cache_begin(struct cache *c, const char *key, int64_t deadline_ms,
+                       char **out_value, uint64_t *out_ticket, struct error_info *err) {
+  int result = RESULT_OK;
+  uint64_t waited_for = 0;
+  *out_value = NULL;
+  *out_ticket = 0;
+  pthread_mutex_lock(&c->lock);
+  for (;;) {
+    struct cache_entry *e = cache_find(c, key);
+    if (e && e->state == ENTRY_READY) {
+      e->last_used = ++c->tick;
+      if (!(*out_value = strdup(e->value)))
+        result = RESULT_NOMEM;
+      break;
+    }
+    if (e && e->state == ENTRY_FAILED && waited_for && waited_for == e->generation) {
+      result = e->result;
+      if (err)
+        *err = e->error;
+      break;
+    }
+    if (e && e->state == ENTRY_PENDING) {
+      waited_for = e->generation;
+      e->waiters++;
+      int rc = wait_until(c, deadline_ms);
+      e->waiters--;
+      if (rc == ETIMEDOUT && e->state == ENTRY_PENDING) {
+        result = error_set(err, RESULT_TIMEOUT, "", "timed out waiting for a lookup");
+        break;
+      }
+      continue;
+    }
+    /* Absent, or an earlier lookup failed: this caller leads. Without a free
+     * slot (all pending) it leads uncached. */
+    if (!e)
+      e = cache_take_slot(c, key);
+    if (e) {
+      e->state = ENTRY_PENDING;
+      e->generation = ++c->tick;
+      *out_ticket = e->generation;
+    }
+    break;
+  }
+  pthread_mutex_unlock(&c->lock);
+  return result;
+}
+
+static void cache_end(struct cache *c, const char *key, uint64_t ticket,
+                      const char *value, int result, const struct error_info *err) {
+  pthread_mutex_lock(&c->lock);
+  struct cache_entry *e = ticket ? cache_find(c, key) : NULL;
+  if (e && e->state == ENTRY_PENDING && e->generation == ticket) {
+    e->last_used = ++c->tick;
+    if (result == RESULT_OK && value && (e->value = strdup(value))) {
+      e->state = ENTRY_READY;
+    } else {
+      e->state = ENTRY_FAILED;
+      e->result = result == RESULT_OK ? RESULT_NOMEM : result;
+      if (err)
+        e->error = *err;
+      else
+        memset(&e->error, 0, sizeof e->error);
+    }
+    pthread_cond_broadcast(&c->cond);
+  }
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- the client ---------------------------------------------------------------- */
+
+struct aml_client {
+  struct enricher base; /* first: the enricher handed out is this struct */
+  struct credential *cred;
+  char *arm;   /* ARM endpoint without trailing slash */
+  char *scope; /* {arm}/.default */
+  aml_transport_fn transport;
+  void *transport_ctx;
+  aml_token_fn token_fn;
+  void *token_ctx;
+  struct cache workspaces; /* "sub/rg/ws" -> api base URL */
+  struct cache parents;    /* "sub/rg/ws/run" -> trimmed parent Run JSON */
+  atomic_uint_fast64_t enrich_calls, discovery_requests, discovery_cache_hits,
+      run_requests, parent_lookups, parent_cache_hits, metric_requests,
+      permanent_failures, transient_failures;
+};
+
+/* What one enrich() works with: the escaped ids and the bearer header. */
+struct call {
+  struct aml_client *client;
+  const struct aml_event *ev;
+  int64_t deadline_ms;
+  char *sub, *rg, *ws; /* escaped */
+  char *auth;          /* "Bearer <token>", wiped before free */
+};
+
+void aml_client_set_transport_for_test(struct enricher *e, aml_transport_fn fn,
+                                       void *ctx) {
+  struct aml_client *client = (struct aml_client *)e;
+  client->transport = fn;
+  client->transport_ctx = ctx;
+}
+
+void aml_client_set_token_for_test(struct enricher *e, aml_token_fn fn, void *ctx) {
+  struct aml_client *client = (struct aml_client *)e;
+  client->token_fn = fn;
+  client->token_ctx = ctx;
+}
+
+void aml_client_get_stats(const struct enricher *e, struct aml_client_stats *out) {
+  struct aml_client *c = (struct aml_client *)e;
+  out->enrich_calls = atomic_load(&c->enrich_calls);
+  out->discovery_requests = atomic_load(&c->discovery_requests);
+  out->discovery_cache_hits = atomic_load(&c->discovery_cache_hits);
+  out->run_requests = atomic_load(&c->run_requests);
+  out->parent_lookups = atomic_load(&c->parent_lookups);
+  out->parent_cache_hits = atomic_load(&c->parent_cache_hits);
+  out->metric_requests = atomic_load(&c->metric_requests);
+  out->permanent_failures = atomic_load(&c->permanent_failures);
+  out->transient_failures = atomic_load(&c->transient_failures);
+}
+
+bool aml_client_url_trusted(const char *url) {
+  static const char *const loopback[] = {"127.0.0.1", "localhost", "[::1]"};
+  if (!url)
+    return false;
+  for (const char *p = url; *p; p++)
+    if ((unsigned char)*p <= ' ' || *p == 0x7f)
+      return false;
+  if (strncasecmp(url, "https://", 8) == 0)
+    return url[8] != '\0' && url[8] != '/';
+  if (strncasecmp(url, "http://", 7) != 0)
+    return false;
+  const char *host = url + 7;
+  for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++) {
+    size_t n = strlen(loopback[i]);
+    if (strncasecmp(host, loopback[i], n) == 0 &&
+        (host[n] == '\0' || host[n] == ':' || host[n] == '/'))
+      return true;
+  }
+  return false;
+}
+
+static char *format(const char *fmt, ...) HANDLER_PRINTF(1, 2);
+static char *format(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return NULL;
+  char *out = malloc((size_t)n + 1);
+  if (!out)
+    return NULL;
+  va_start(ap, fmt);
+  vsnprintf(out, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return out;
+}
+
+/* A path segment: percent-escaped, and never a dot segment. NULL for an empty
+ * id or no memory. */
+static char *segment(const char *id) {
+  if (!id || !*id)
+    return NULL;
+  if (strcmp(id, ".") == 0)
+    return strdup("%2E");
+  if (strcmp(id, "..") == 0)
+    return strdup("%2E%2E");
+  return http_client_escape(id);
+}
+
+static char *lower_key(const char *a, const char *b, const char *c, const char *d) {
+  char *key = d ? format("%s/%s/%s/%s", a, b, c, d) : format("%s/%s/%s", a, b, c);
+  for (char *p = key; p && *p; p++)
+    *p = (char)tolower((unsigned char)*p);
+  return key;
+}
+
+static void trim_trailing_slashes(char *url) {
+  size_t n = strlen(url);
+  while (n > 0 && url[n - 1] == '/')
+    url[--n] = '\0';
+}
+
+static int send_request(struct call *call, const char *method, const char *url,
+                        const char *body, bool with_token, struct http_response *out,
+                        struct error_info *err) {
+  struct http_header headers[3] = {{"Accept", "application/json"}};
+  size_t count = 1;
+  if (with_token)
+    headers[count++] = (struct http_header){"Authorization", call->auth};
+  if (body)
+    headers[count++] = (struct http_header){"Content-Type", "application/json"};
+  struct http_request request = {.method = method,
+                                 .url = url,
+                                 .headers = headers,
+                                 .header_count = count,
+                                 .body = body,
+                                 .body_len = body ? strlen(body) : 0,
+                                 .deadline_ms = call->deadline_ms};
+  memset(out, 0, sizeof *out);
+  struct aml_client *c = call->client;
+  if (c->transport)
+    return c->transport(c->transport_ctx, &request, out, err);
+  return http_client_send_retry(&request, out, err);
+}
+
+/* Translates a transport failure: what may pass stays transient, anything else
+ * (a URL the transport refused, ...) is permanent with its sentence. */
+static int transport_failure(int result, const char *what, struct error_info *err) {
+  if (result == RESULT_TIMEOUT || result == RESULT_NOMEM || result == RESULT_TRANSIENT)
+    return result;
+  if (result == RESULT_IO)
+    return RESULT_TRANSIENT;
+  return error_set(err, RESULT_PERMANENT, "", "%s request refused: %s", what,
+                   err && err->message[0] ? err->message : result_str(result));
+}
+
+/* The service's error code ("UserError", "AuthorizationFailed"), for logs. */
+static void service_code(const struct http_response *response, char *buf, size_t size) {
+  buf[0] = '\0';
+  json_t *doc = response->body ? jsonx_parse(response->body, response->body_len,
+                                             JSONX_DEFAULT_MAX_DEPTH, NULL, NULL)
+                               : NULL;
+  const char *code = NULL, *message = NULL;
+  if (doc && run_details_error(doc, &code, &message) && code)
+    snprintf(buf, size, "%s", code);
+  json_decref(doc);
+}
+
+/* RESULT_OK for 2xx; RESULT_TRANSIENT for 408, 429, 5xx (the retries are spent);
+ * RESULT_PERMANENT with the enrichment reason in err otherwise. */
+static int judge(const struct http_response *response, const char *what,
+                 struct error_info *err) {
+  long status = response->status;
+  char code[64];
+  if (status >= 200 && status < 300)
+    return RESULT_OK;
+  service_code(response, code, sizeof code);
+  log_warn("event=aml_request_failed what=\"%s\" status=%ld code=%s", what, status,
+           code[0] ? code : "-");
+  if (status == 408 || status == 429 || status >= 500)
+    return error_set(err, RESULT_TRANSIENT, "", "%s: HTTP %ld%s%s", what, status,
+                     code[0] ? " " : "", code);
+  if (status == 404)
+    return error_set(err, RESULT_PERMANENT, "", "%s not found (404)", what);
+  if (status == 403)
+    return error_set(err, RESULT_PERMANENT, "", REASON_FORBIDDEN);
+  if (status == 401)
+    return error_set(err, RESULT_DENIED, "",
+                     "credential refused (401) reading the %s: check that the identity's "
+                     "token is for Azure Resource Manager and its tenant owns the "
+                     "workspace",
+                     what);
+  return error_set(err, RESULT_PERMANENT, "", "%s refused (HTTP %ld%s%s)", what, status,
+                   code[0] ? " " : "", code);
+}
+
+/* Sends and judges; on RESULT_OK *out_doc is the parsed JSON (new reference). */
+static int fetch_json(struct call *call, const char *method, const char *url,
+                      const char *body, bool with_token, const char *what,
+                      json_t **out_doc, struct error_info *err) {
+  struct http_response response;
+  *out_doc = NULL;
+  int result = send_request(call, method, url, body, with_token, &response, err);
+  if (result != RESULT_OK) {
+    result = transport_failure(result, what, err);
+    goto done;
+  }
+  if ((result = judge(&response, what, err)) != RESULT_OK)
+    goto done;
+  *out_doc = jsonx_parse(response.body ? response.body : "", response.body_len,
+                         JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
+  if (!json_is_object(*out_doc)) {
+    json_decref(*out_doc);
+    *out_doc = NULL;
+    result =
+        error_set(err, RESULT_TRANSIENT, "", "%s: the answer is not a JSON object", what);
+  }
+done:
+  http_response_cleanup(&response);
+  return result;
+}
+
+/* ARM workspace -> discoveryUrl -> discovery document -> api (malloc'd). */
+static int discover(struct call *call, char **out_api, struct error_info *err) {
+  struct aml_client *c = call->client;
+  json_t *workspace = NULL, *discovery = NULL;
+  char *url = format("%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER
+                     "/%s?api-version=" ARM_API_VERSION,
+                     c->arm, call->sub, call->rg, call->ws);
+  int result = RESULT_NOMEM;
+  *out_api = NULL;
+  if (!url)
+    goto done;
+  atomic_fetch_add(&c->discovery_requests, 1);
+  result = fetch_json(call, "GET", url, NULL, true, "workspace", &workspace, err);
+  if (result != RESULT_OK)
+    goto done;
+  const char *discovery_url =
+      jsonx_string_ci(jsonx_get_ci(workspace, "properties"), "discoveryUrl");
+  if (!discovery_url || !*discovery_url) {
+    result = error_set(err, RESULT_PERMANENT, "", "workspace has no discoveryUrl");
+    goto done;
+  }
+  if (!aml_client_url_trusted(discovery_url)) {
+    result =
+        error_set(err, RESULT_PERMANENT, "", "workspace discoveryUrl refused: not https");
+    goto done;
+  }
+  atomic_fetch_add(&c->discovery_requests, 1);
+  result = fetch_json(call, "GET", discovery_url, NULL, false, "discovery document",
+                      &discovery, err);
+  if (result != RESULT_OK)
+    goto done;
+  const char *api = jsonx_string_ci(discovery, "api");
+  if (!api || !*api) {
+    result = error_set(err, RESULT_PERMANENT, "", "discovery document has no api URL");
+    goto done;
+  }
+  if (!aml_client_url_trusted(api)) {
+    result =
+        error_set(err, RESULT_PERMANENT, "", "discovered api URL refused: not https");
+    goto done;
+  }
+  if (!(*out_api = strdup(api))) {
+    result = RESULT_NOMEM;
+    goto done;
+  }
+  trim_trailing_slashes(*out_api);
+  log_info("event=aml_workspace_discovered workspace=%s api=%s", call->ev->workspace,
+           *out_api);
+done:
+  json_decref(workspace);
+  json_decref(discovery);
+  free(url);
+  return result;
+}
+
+static int workspace_api(struct call *call, char **out_api, struct error_info *err) {
+  struct aml_client *c = call->client;
+  const struct aml_event *ev = call->ev;
+  char *key = lower_key(ev->subscription_id, ev->resource_group, ev->workspace, NULL);
+  uint64_t ticket;
+  if (!key)
+    return RESULT_NOMEM;
+  int result = cache_begin(&c->workspaces, key, call->deadline_ms, out_api, &ticket, err);
+  if (result == RESULT_OK && *out_api) {
+    atomic_fetch_add(&c->discovery_cache_hits, 1);
+  } else if (result == RESULT_OK) {
+    struct error_info local = {0};
+    result = discover(call, out_api, &local);
+    cache_end(&c->workspaces, key, ticket, *out_api, result, &local);
+    if (err)
+      *err = local;
+  }
+  free(key);
+  return result;
+}
+
+/* The history prefix for this workspace: {api}/history/v1.0/subscriptions/... */
+static char *history_url(struct call *call, const char *api, const char *family,
+                         const char *tail) {
+  return format("%s/%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER "/%s%s",
+                api, family, call->sub, call->rg, call->ws, tail);
+}
+
+/* GET the run's RunDetails (details=true) or Run document. */
+static int get_run(struct call *call, const char *api, const char *experiment_id,
+                   const char *run_id, bool details, const char *what, json_t **out_doc,
+                   struct error_info *err) {
+  char *run = segment(run_id), *exp = experiment_id ? segment(experiment_id) : NULL;
+  char *tail = NULL, *url = NULL;
+  int result = RESULT_NOMEM;
+  if (!run || (experiment_id && !exp))
+    goto done;
+  tail = exp ? format("/experimentids/%s/runs/%s%s", exp, run, details ? "/details" : "")
+             : format("/runs/%s%s", run, details ? "/details" : "");
+  if (!tail || !(url = history_url(call, api, "history/v1.0", tail)))
+    goto done;
+  atomic_fetch_add(&call->client->run_requests, 1);
+  result = fetch_json(call, "GET", url, NULL, true, what, out_doc, err);
+done:
+  free(run);
+  free(exp);
+  free(tail);
+  free(url);
+  return result;
+}
+
+/* The parts of a parent Run that steps borrow (run_details_apply_parent). */
+static char *trim_parent(const json_t *doc) {
+  static const char *const keys[] = {"experimentId", "target", "compute", "properties"};
+  json_t *trimmed = json_object();
+  char *text = NULL;
+  if (!trimmed)
+    return NULL;
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    json_t *v = jsonx_get_ci(doc, keys[i]);
+    if (v && json_object_set(trimmed, keys[i], v) != 0)
+      goto done;
+  }
+  text = jsonx_dump(trimmed);
+done:
+  json_decref(trimmed);
+  return text;
+}
+
+/* Fills what a step lacks from its pipeline run (cached). Never fails the event. */
+static void apply_parent(struct call *call, const char *api, struct record *rec) {
+  struct aml_client *c = call->client;
+  const char *parent_id = record_string(rec, REC_PIPELINE_RUN_ID);
+  const char *run_id = record_string(rec, REC_RUN_ID);
+  if (rec->run_kind != RUN_KIND_STEP || !parent_id || !run_id ||
+      strcasecmp(parent_id, run_id) == 0)
+    return;
+  struct error_info err = {0};
+  char *key = lower_key(call->ev->subscription_id, call->ev->resource_group,
+                        call->ev->workspace, parent_id);
+  char *value = NULL;
+  json_t *doc = NULL;
+  uint64_t ticket;
+  int result =
+      key ? cache_begin(&c->parents, key, call->deadline_ms, &value, &ticket, &err)
+          : RESULT_NOMEM;
+  if (result == RESULT_OK && value) {
+    atomic_fetch_add(&c->parent_cache_hits, 1);
+  } else if (result == RESULT_OK) {
+    atomic_fetch_add(&c->parent_lookups, 1);
+    result = get_run(call, api, NULL, parent_id, false, "parent run", &doc, &err);
+    if (result == RESULT_OK && !(value = trim_parent(doc)))
+      result = RESULT_NOMEM;
+    cache_end(&c->parents, key, ticket, value, result, &err);
+  }
+  if (result == RESULT_OK) {
+    json_t *parent =
+        jsonx_parse(value, strlen(value), JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
+    run_details_apply_parent(rec, parent);
+    json_decref(parent);
+  } else {
+    log_warn("event=aml_parent_lookup_failed run_id=%s parent_run_id=%s reason=\"%s\"",
+             run_id, parent_id, err.message[0] ? err.message : result_str(result));
+  }
+  json_decref(doc);
+  free(value);
+  free(key);
+}
+
+/* Last value of each scalar metric of a completed run. Never fails the event. */
+static void add_metrics(struct call *call, const char *api, struct record *rec) {
+  struct aml_client *c = call->client;
+  const char *run_id = record_string(rec, REC_RUN_ID);
+  const char *names[RECORD_MAX_METRICS];
+  struct error_info err = {0};
+  json_t *list = NULL;
+  char *run = segment(run_id), *tail = NULL, *url = NULL;
+  int result = RESULT_NOMEM;
+  size_t count = 0, added = 0;
+
+  /* Metrics are extras: they may use half of the time left, not the export's. */
+  struct call sub = *call;
+  int64_t now = time_mono_ms();
+  if (call->deadline_ms > now)
+    sub.deadline_ms = now + (call->deadline_ms - now) / 2;
+  if (!run || !(tail = format("/runs/%s/list", run)) ||
+      !(url = history_url(call, api, "metric/v2.0", tail)))
+    goto done;
+  atomic_fetch_add(&c->metric_requests, 1);
+  result = fetch_json(&sub, "POST", url, "{}", true, "metrics list", &list, &err);
+  if (result != RESULT_OK)
+    goto done;
+  size_t room = RECORD_MAX_METRICS - rec->metric_count;
+  count = run_details_metric_names(list, names, room);
+
+  free(tail);
+  free(url);
+  url = NULL;
+  if (!(tail = format("/runs/%s/full", run)) ||
+      !(url = history_url(call, api, "metric/v2.0", tail))) {
+    result = RESULT_NOMEM;
+    goto done;
+  }
+  for (size_t i = 0; i < count; i++) {
+    json_t *body = json_pack("{s:s}", "metricName", names[i]), *full = NULL;
+    char *text = body ? jsonx_dump(body) : NULL;
+    json_decref(body);
+    if (!text) {
+      result = RESULT_NOMEM;
+      goto done;
+    }
+    atomic_fetch_add(&c->metric_requests, 1);
+    result = fetch_json(&sub, "POST", url, text, true, "metric values", &full, &err);
+    free(text);
+    double value;
+    if (result == RESULT_OK && run_details_last_metric(full, names[i], &value) &&
+        record_add_metric(rec, names[i], value) == RESULT_OK)
+      added++;
+    json_decref(full);
+    if (result != RESULT_OK && result != RESULT_PERMANENT)
+      goto done; /* out of time or the service is failing: stop asking */
+  }
+  result = RESULT_OK;
+done:
+  if (result != RESULT_OK)
+    log_warn("event=aml_metrics_failed run_id=%s added=%zu reason=\"%s\"",
+             run_id ? run_id : "-", added,
+             err.message[0] ? err.message : result_str(result));
+  json_decref(list);
+  free(run);
+  free(tail);
+  free(url);
+}
+
+static int get_token(struct call *call, struct error_info *err) {
+  struct aml_client *c = call->client;
+  char *token = NULL;
+  int result;
+  if (c->token_fn)
+    result = c->token_fn(c->token_ctx, c->scope, call->deadline_ms, &token, err);
+  else if (c->cred)
+    result = credential_get_token(c->cred, c->scope, call->deadline_ms, &token, err);
+  else
+    result = error_set(err, RESULT_DENIED, "", "no Azure credential configured");
+  if (result == RESULT_OK && !(call->auth = format("Bearer %s", token)))
+    result = RESULT_NOMEM;
+  if (token) {
+    memset(token, 0, strlen(token));
+    free(token);
+  }
+  if (result == RESULT_OK || result == RESULT_NOMEM || result == RESULT_TIMEOUT ||
+      result == RESULT_TRANSIENT)
+    return result;
+  if (result == RESULT_IO) /* a federated token file being rotated */
+    return RESULT_TRANSIENT;
+  /* Refused (or unusable): the invocation fails, so every event is delivered again
+   * once the credential is fixed (Event Grid keeps trying for 24 hours). */
+  char sentence[sizeof err->message];
+  snprintf(sentence, sizeof sentence, "%s", err && err->message[0] ? err->message : "");
+  return error_set(err, RESULT_DENIED, "", "credential refused: %s",
+                   sentence[0] ? sentence : result_str(result));
+}
+
+static void call_cleanup(struct call *call) {
+  free(call->sub);
+  free(call->rg);
+  free(call->ws);
+  if (call->auth) {
+    memset(call->auth, 0, strlen(call->auth));
+    free(call->auth);
+  }
+}
+
+/* A record says what its event reported: a RunStatusChanged(Running) processed
+ * after the run ended (a redelivery, a backlog) stays Running, so it is neither
+ * counted as finished nor measured. The run's current status fills in only when
+ * the event carries none. */
+static int keep_event_status(struct record *rec, const struct aml_event *ev) {
+  return ev->run_status ? record_set_string(rec, REC_STATUS, ev->run_status) : RESULT_OK;
+}
+
+static int enrich(struct enricher *self, const struct aml_event *ev, struct record *rec,
+                  int64_t deadline_ms, struct error_info *err) {
+  struct aml_client *c = (struct aml_client *)self;
+  struct call call = {.client = c, .ev = ev, .deadline_ms = deadline_ms};
+  struct error_info local = {0};
+  char *api = NULL;
+  json_t *details = NULL, *run = NULL;
+  int result;
+
+  if (ev->run_kind == RUN_KIND_NONE || !ev->run_id || !*ev->run_id)
+    return record_set_string(rec, REC_ENRICHMENT, "not applicable");
+  atomic_fetch_add(&c->enrich_calls, 1);
+  if (!ev->subscription_id || !ev->resource_group || !ev->workspace) {
+    result = error_set(&local, RESULT_PERMANENT, "", "workspace unknown");
+    goto done;
+  }
+  result = RESULT_NOMEM;
+  if (!(call.sub = segment(ev->subscription_id)) ||
+      !(call.rg = segment(ev->resource_group)) || !(call.ws = segment(ev->workspace)))
+    goto done;
+  if ((result = get_token(&call, &local)) != RESULT_OK)
+    goto done;
+  if ((result = workspace_api(&call, &api, &local)) != RESULT_OK)
+    goto done;
+
+  /* The Run carries every field the record maps, display name included (it is
+   * the RunDetails model plus createdUtc, displayName, runType, compute, ...),
+   * so one request is the rule. RunDetails is read only when the Run came
+   * without a runDefinition, where the docker image and the script live. */
+  const char *exp = ev->experiment_id && *ev->experiment_id ? ev->experiment_id : NULL;
+  result = get_run(&call, api, exp, ev->run_id, false, "run", &run, &local);
+  if (result != RESULT_OK)
+    goto done;
+  if ((result = run_details_apply(rec, run)) != RESULT_OK ||
+      (result = keep_event_status(rec, ev)) != RESULT_OK)
+    goto done;
+  if (!json_is_object(jsonx_get_ci(run, "runDefinition"))) {
+    struct error_info details_err = {0};
+    result =
+        get_run(&call, api, exp, ev->run_id, true, "run details", &details, &details_err);
+    if (result == RESULT_PERMANENT) {
+      log_warn("event=aml_run_details_unread run_id=%s reason=\"%s\"", ev->run_id,
+               details_err.message);
+    } else if (result != RESULT_OK) {
+      local = details_err;
+      goto done;
+    } else if ((result = run_details_apply(rec, details)) != RESULT_OK ||
+               (result = keep_event_status(rec, ev)) != RESULT_OK) {
+      goto done;
+    }
+  }
+
+  apply_parent(&call, api, rec);
+  const char *status = record_string(rec, REC_STATUS);
+  if (status && strcmp(status, "Completed") == 0)
+    add_metrics(&call, api, rec);
+  result = RESULT_OK;
+
+done:
+  if (result == RESULT_OK) {
+    result = record_set_string(rec, REC_ENRICHMENT, "ok");
+    log_info("event=aml_run_enriched run_id=%s status=%s metrics=%zu", ev->run_id,
+             record_string(rec, REC_STATUS) ? record_string(rec, REC_STATUS) : "-",
+             rec->metric_count);
+  } else if (result == RESULT_PERMANENT) {
+    atomic_fetch_add(&c->permanent_failures, 1);
+    log_warn("event=aml_run_not_enriched run_id=%s reason=\"%s\"", ev->run_id,
+             local.message);
+    result = record_set_string(rec, REC_ENRICHMENT, local.message);
+  } else {
+    atomic_fetch_add(&c->transient_failures, 1);
+    if (!local.message[0])
+      error_set(&local, result, "", "reading run details failed: %s", result_str(result));
+    log_warn("event=aml_run_enrich_failed run_id=%s result=%s reason=\"%s\"", ev->run_id,
+             result_str(result), local.message);
+    if (err)
+      *err = local;
+  }
+  json_decref(details);
+  json_decref(run);
+  free(api);
+  call_cleanup(&call);
+  return result;
+}
+
+static void client_free(struct enricher *self) {
+  struct aml_client *c = (struct aml_client *)self;
+  if (!c)
+    return;
+  cache_cleanup(&c->workspaces);
+  cache_cleanup(&c->parents);
+  free(c->arm);
+  free(c->scope);
+  free(c);
+}
+
+/* The token scope for an ARM endpoint: a cloud's own ARM host
+ * ("https://management.<cloud suffix>") is its own audience; any other endpoint
+ * (a proxy, a local stand-in) is taken to front public ARM, whose audience is
+ * asked for. */
+static char *arm_scope(const char *arm) {
+  const char *host = strstr(arm, "://");
+  host = host ? host + 3 : arm;
+  if (strncasecmp(host, "management.", 11) != 0)
+    return strdup(CREDENTIAL_SCOPE_ARM_DEFAULT);
+  size_t host_len = strcspn(host, "/:");
+  return format("%.*s/.default", (int)(host - arm + host_len), arm);
+}
+
+int aml_client_new(struct credential *cred, config_getenv_fn getenv_fn, void *ctx,
+                   struct enricher **out, struct error_info *err) {
+  static const char setting[] = "AZURE_RESOURCE_MANAGER_ENDPOINT";
+  struct aml_client *c = calloc(1, sizeof *c);
+  int result = RESULT_NOMEM;
+  *out = NULL;
+  if (!c)
+    goto fail;
+  c->base = (struct enricher){.name = "aml", .enrich = enrich, .free = client_free};
+  c->cred = cred;
+
+  const char *arm = getenv_fn ? getenv_fn(ctx, setting) : NULL;
+  while (arm && isspace((unsigned char)*arm))
+    arm++;
+  if (!arm || !*arm)
+    arm = "https://management.azure.com";
+  if (!(c->arm = strdup(arm)))
+    goto fail;
+  for (size_t n = strlen(c->arm); n > 0 && isspace((unsigned char)c->arm[n - 1]); n--)
+    c->arm[n - 1] = '\0';
+  trim_trailing_slashes(c->arm);
+  if (!aml_client_url_trusted(c->arm) || strchr(c->arm, '?')) {
+    result = error_set(err, RESULT_INVALID, setting,
+                       "%s must be an https URL (http only to a loopback host)", setting);
+    goto fail;
+  }
+  if (!(c->scope = arm_scope(c->arm)))
+    goto fail;
+  log_info("event=aml_client_ready arm=%s scope=%s", c->arm, c->scope);
+  if (cache_init(&c->workspaces, AML_CLIENT_WORKSPACE_CACHE) != RESULT_OK ||
+      cache_init(&c->parents, AML_CLIENT_PARENT_CACHE) != RESULT_OK)
+    goto fail;
+  *out = &c->base;
+  return RESULT_OK;
+fail:
+  if (result == RESULT_NOMEM)
+    error_set(err, RESULT_NOMEM, "", "out of memory creating the AML client");
+  client_free(c ? &c->base : NULL);
+  return result;
+}
+
+int aml_client_check(struct enricher *self, const char *subscription_id,
+                     const char *resource_group, const char *workspace,
+                     int64_t deadline_ms, aml_check_report_fn report, void *ctx) {
+  struct aml_client *c = (struct aml_client *)self;
+  /* A run id that cannot exist: a 404 proves the identity may read run history. */
+  char run_id[37];
+  crypto_uuid4(run_id);
+  struct aml_event ev = {.subscription_id = (char *)subscription_id,
+                         .resource_group = (char *)resource_group,
+                         .workspace = (char *)workspace,
+                         .run_id = run_id};
+  struct call call = {.client = c, .ev = &ev, .deadline_ms = deadline_ms};
+  struct error_info why = {0};
+  char *api = NULL;
+  json_t *doc = NULL;
+  int result = RESULT_NOMEM;
+  if (!(call.sub = segment(subscription_id)) || !(call.rg = segment(resource_group)) ||
+      !(call.ws = segment(workspace)))
+    goto done;
+
+  result = get_token(&call, &why);
+  report(
+      ctx, "Entra ID token for Azure Resource Manager", result, why.message,
+      "check the credential settings (AZURE_TENANT_ID, AZURE_CLIENT_ID, and the secret, "
+      "certificate, federated token file or managed identity)");
+  if (result != RESULT_OK)
+    goto done;
+
+  result = workspace_api(&call, &api, &why);
+  report(
+      ctx, "workspace discovery through ARM", result, why.message,
+      "check SUBSCRIPTION_ID / AML_RESOURCE_GROUP / AML_WORKSPACE_NAME (or "
+      "AML_WORKSPACES), and that the identity has a role on the workspace that can read "
+      "it (e.g. Reader or AzureML Data Scientist)");
+  if (result != RESULT_OK)
+    goto done;
+
+  result = get_run(&call, api, NULL, run_id, true, "run", &doc, &why);
+  if (result == RESULT_PERMANENT && strstr(why.message, "(404)"))
+    result = RESULT_OK; /* the run does not exist, and we were allowed to ask */
+  report(ctx, "run history read", result, why.message,
+         "the identity needs read access to runs, e.g. the AzureML Data Scientist role "
+         "(Microsoft.MachineLearningServices/workspaces/experiments/runs/read)");
+done:
+  json_decref(doc);
+  free(api);
+  call_cleanup(&call);
+  return result;
+}

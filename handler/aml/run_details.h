@@ -1,0 +1,57 @@
+/* Run details: the pure mapping from AML run-history JSON to the run record.
+ *
+ * The AML client fetches documents (RunDetails, Run, the parent pipeline's Run,
+ * metrics v2 answers) and this module reads them, with no I/O, so every rule is
+ * unit-tested with JSON fixtures (tests/data/aml/). The service's key casing is
+ * not pinned down and some values arrive as numbers or strings, so every lookup
+ * is case-insensitive and scalars are rendered as text where the record wants
+ * text (PROTOCOLS.md §4).
+ *
+ * Precedence: a value found in the run document replaces what the event said
+ * (the service is the source of truth); fields the document does not carry keep
+ * the event's value. Experiment name and id are only filled, never replaced.
+ * The status is mapped too; the AML client then puts back the status the event
+ * reported, when it reported one (a record says what its event said).
+ *
+ * Ownership: documents are borrowed; the record copies what it keeps.
+ * Thread-safe: no shared state. */
+#ifndef HANDLER_RUN_DETAILS_H
+#define HANDLER_RUN_DETAILS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/jsonx.h"
+#include "core/record.h"
+
+/* Maps a RunDetails or Run document onto `rec`: status, run type, target,
+ * compute target type, times (start, end, execution and queue time), docker
+ * image, script, snapshot id, step type, node id, parent run id, display name,
+ * and error code and message of a failed run. When the document shows the run
+ * is a pipeline step the record did not know about, the record becomes a step
+ * (run_kind and pipelinerunid). Returns RESULT_OK, RESULT_NOMEM, or
+ * RESULT_INVALID when `doc` is not a JSON object. */
+int run_details_apply(struct record *rec, const json_t *doc);
+
+/* Fills from the parent pipeline run's document what the step's record still
+ * lacks: experiment id, target, compute target type. Never replaces. */
+int run_details_apply_parent(struct record *rec, const json_t *parent);
+
+/* The error of a run document, liberally: `error.error.{code,message}`,
+ * `error.{code,message}`, a bare string, or the innermost `innerError.code` when
+ * there is no outer code. Borrowed pointers (NULL when absent); true when
+ * either was found. */
+bool run_details_error(const json_t *doc, const char **out_code,
+                       const char **out_message);
+
+/* Metric names of a metrics v2 `list` answer (value[].metricKey.name), borrowed,
+ * at most `max`, duplicates skipped. Returns how many were written. */
+size_t run_details_metric_names(const json_t *list, const char **out_names, size_t max);
+
+/* The last value of metric `name` in a metrics v2 `full` answer: the point with
+ * the highest step (the later one on ties), its `data[name]` (or the only
+ * numeric value of `data`), numbers as numbers or numeric strings. False when
+ * no finite value was found. */
+bool run_details_last_metric(const json_t *full, const char *name, double *out_value);
+
+#endif

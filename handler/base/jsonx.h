@@ -1,0 +1,55 @@
+/* The JSON module: the one place that includes jansson.
+ *
+ * Other modules use jansson's json_t values through this header (it re-exports
+ * jansson's API), and add what the protocols here need on top: parsing with caps
+ * on size and nesting depth and an error a person can read, case-insensitive key
+ * lookup (AML event payloads vary in key casing), and compact serialisation.
+ *
+ * Ownership follows jansson: functions named *_new, jsonx_parse and jsonx_dump
+ * return new references / malloc'd strings the caller frees (json_decref, free);
+ * jsonx_get_ci and jsonx_string_ci return borrowed pointers valid while the
+ * container lives. Thread-safe as jansson is: distinct values may be used from
+ * different threads; one value must not be mutated concurrently. */
+#ifndef HANDLER_JSONX_H
+#define HANDLER_JSONX_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/result.h"
+
+/* Nesting deeper than this is refused before jansson sees the text. */
+#define JSONX_DEFAULT_MAX_DEPTH 64
+
+/* Parses `len` bytes of `text` (need not be NUL-terminated). Refuses nesting
+ * deeper than `max_depth`, NUL bytes, and anything but a single JSON value.
+ * Returns a new reference, or NULL with `err` filled (RESULT_INVALID or
+ * RESULT_TOOBIG in *out_result when out_result is not NULL). */
+json_t *jsonx_parse(const char *text, size_t len, int max_depth, int *out_result,
+                    struct error_info *err);
+
+/* The deepest nesting of arrays/objects in `text`, counting strings correctly;
+ * stops counting (and returns max_depth + 1) as soon as max_depth is exceeded. */
+int jsonx_depth(const char *text, size_t len, int max_depth);
+
+/* Borrowed value of `key` in `object`: the exact key when present, otherwise the
+ * first key that matches case-insensitively. NULL when absent or not an object. */
+json_t *jsonx_get_ci(const json_t *object, const char *key);
+
+/* Borrowed string value of `key` (case-insensitive), or NULL when absent, null,
+ * or not a string. */
+const char *jsonx_string_ci(const json_t *object, const char *key);
+
+/* Like jsonx_string_ci, but also renders integers and reals as text into `buf`
+ * (AML sends some ids and versions as numbers). Returns NULL when absent. */
+const char *jsonx_scalar_ci(const json_t *object, const char *key, char *buf,
+                            size_t buf_size);
+
+/* Compact serialisation (no spaces, keys in insertion order); malloc'd, or NULL. */
+char *jsonx_dump(const json_t *value);
+
+/* Sets object[key] to a copy of `value` when value is non-NULL; returns 0 or -1. */
+int jsonx_set_string(json_t *object, const char *key, const char *value);
+
+#endif

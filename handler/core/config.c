@@ -1,0 +1,212 @@
+/* Settings from the environment; see config.h. */
+#include "core/config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/event.h"
+#include "base/log.h"
+
+const char *config_process_env(void *ctx, const char *name) {
+  (void)ctx;
+  return getenv(name);
+}
+
+/* A setting's value, or NULL when unset or blank. */
+static const char *setting(config_getenv_fn getenv_fn, void *ctx, const char *name) {
+  const char *v = getenv_fn(ctx, name);
+  if (!v)
+    return NULL;
+  while (isspace((unsigned char)*v))
+    v++;
+  return *v ? v : NULL;
+}
+
+bool config_parse_port(const char *text, uint16_t *out_port) {
+  if (!text || !*text)
+    return false;
+  char *end;
+  long v = strtol(text, &end, 10);
+  if (*end != '\0' || !isdigit((unsigned char)*text) || v < 1 || v > 65535)
+    return false;
+  *out_port = (uint16_t)v;
+  return true;
+}
+
+/* The canonical (lower-case) resource id of a workspace. */
+static char *workspace_key(const char *sub, const char *rg, const char *ws) {
+  char buf[1024];
+  int n = snprintf(buf, sizeof buf,
+                   "/subscriptions/%s/resourcegroups/%s/providers/"
+                   "microsoft.machinelearningservices/workspaces/%s",
+                   sub, rg, ws);
+  if (n < 0 || (size_t)n >= sizeof buf)
+    return NULL;
+  for (char *p = buf; *p; p++)
+    *p = (char)tolower((unsigned char)*p);
+  return strdup(buf);
+}
+
+static int add_workspace(struct config *cfg, const char *sub, const char *rg,
+                         const char *ws) {
+  char **grown = realloc(cfg->workspaces, (cfg->workspace_count + 1) * sizeof *grown);
+  if (!grown)
+    return RESULT_NOMEM;
+  cfg->workspaces = grown;
+  if (!(grown[cfg->workspace_count] = workspace_key(sub, rg, ws)))
+    return RESULT_NOMEM;
+  cfg->workspace_count++;
+  return RESULT_OK;
+}
+
+static int load_workspaces(struct config *cfg, config_getenv_fn getenv_fn, void *ctx,
+                           struct error_info *err) {
+  const char *list = setting(getenv_fn, ctx, "AML_WORKSPACES");
+  if (list) {
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+      return RESULT_NOMEM;
+    int r = RESULT_OK;
+    for (char *item = strtok_r(copy, ",", &save); item && r == RESULT_OK;
+         item = strtok_r(NULL, ",", &save)) {
+      while (isspace((unsigned char)*item))
+        item++;
+      char *end = item + strlen(item);
+      while (end > item && isspace((unsigned char)end[-1]))
+        *--end = '\0';
+      if (!*item)
+        continue;
+      char *sub, *rg, *ws;
+      if (workspace_id_parse(item, &sub, &rg, &ws) != RESULT_OK) {
+        r = error_set(
+            err, RESULT_INVALID, "AML_WORKSPACES",
+            "\"%.200s\" is not a workspace resource id (/subscriptions/<id>/"
+            "resourceGroups/<group>/providers/Microsoft.MachineLearningServices/"
+            "workspaces/<name>)",
+            item);
+        break;
+      }
+      r = add_workspace(cfg, sub, rg, ws);
+      free(sub);
+      free(rg);
+      free(ws);
+    }
+    free(copy);
+    if (r != RESULT_OK)
+      return r;
+  }
+
+  const char *names[3] = {"SUBSCRIPTION_ID", "AML_RESOURCE_GROUP", "AML_WORKSPACE_NAME"};
+  const char *values[3];
+  int given = 0;
+  for (int i = 0; i < 3; i++)
+    given += (values[i] = setting(getenv_fn, ctx, names[i])) != NULL;
+  if (given == 0)
+    return RESULT_OK;
+  if (given < 3) {
+    for (int i = 0; i < 3; i++)
+      if (!values[i])
+        return error_set(err, RESULT_INVALID, names[i],
+                         "%s is not set, but %s, %s and %s name the watched workspace "
+                         "together",
+                         names[i], names[0], names[1], names[2]);
+  }
+  for (int i = 0; i < 3; i++)
+    if (strchr(values[i], '/'))
+      return error_set(err, RESULT_INVALID, names[i], "%s must not contain '/'",
+                       names[i]);
+  return add_workspace(cfg, values[0], values[1], values[2]);
+}
+
+int config_load(struct config *out, config_getenv_fn getenv_fn, void *ctx,
+                struct error_info *err) {
+  memset(out, 0, sizeof *out);
+  out->log_level = LOG_INFO;
+  out->invocation_budget_ms = 20000;
+  int r = RESULT_NOMEM;
+
+  static const char *const port_settings[] = {"FUNCTIONS_CUSTOMHANDLER_PORT",
+                                              "FUNCTIONS_HTTPWORKER_PORT"};
+  for (int i = 0; i < 2 && !out->port; i++) {
+    const char *v = setting(getenv_fn, ctx, port_settings[i]);
+    if (v && !config_parse_port(v, &out->port)) {
+      r = error_set(err, RESULT_INVALID, port_settings[i],
+                    "%s is \"%.20s\", not a port number (1-65535)", port_settings[i], v);
+      goto fail;
+    }
+    if (v)
+      out->port_setting = port_settings[i];
+  }
+
+  const char *root = setting(getenv_fn, ctx, "FUNCTIONS_APP_ROOT_PATH");
+  if (!(out->app_root = strdup(root ? root : ".")))
+    goto fail;
+
+  if ((r = load_workspaces(out, getenv_fn, ctx, err)) != RESULT_OK)
+    goto fail;
+
+  static const char *const ai_settings[] = {"APPLICATIONINSIGHTS_CONNECTION_STRING",
+                                            "APPINSIGHTS_CONNECTION_STRING"};
+  for (int i = 0; i < 2 && !out->appinsights_connection_string; i++) {
+    const char *v = setting(getenv_fn, ctx, ai_settings[i]);
+    if (v && !(out->appinsights_connection_string = strdup(v)))
+      goto nomem;
+    if (v)
+      out->appinsights_setting = ai_settings[i];
+  }
+  const char *auth = setting(getenv_fn, ctx, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING");
+  if (auth && !(out->appinsights_authentication_string = strdup(auth)))
+    goto nomem;
+
+  const char *level = setting(getenv_fn, ctx, "HANDLER_LOG_LEVEL");
+  if (level && (out->log_level = log_level_parse(level)) < 0) {
+    r = error_set(err, RESULT_INVALID, "HANDLER_LOG_LEVEL",
+                  "HANDLER_LOG_LEVEL is \"%.20s\"; use debug, info, warn, error or off",
+                  level);
+    goto fail;
+  }
+  const char *budget = setting(getenv_fn, ctx, "HANDLER_INVOCATION_BUDGET_MS");
+  if (budget) {
+    char *end;
+    long v = strtol(budget, &end, 10);
+    if (*end || v < 100 || v > 600000) {
+      r = error_set(
+          err, RESULT_INVALID, "HANDLER_INVOCATION_BUDGET_MS",
+          "HANDLER_INVOCATION_BUDGET_MS must be a number of milliseconds from 100 "
+          "to 600000");
+      goto fail;
+    }
+    out->invocation_budget_ms = (int)v;
+  }
+  return RESULT_OK;
+nomem:
+  r = error_set(err, RESULT_NOMEM, "", "out of memory reading the settings");
+fail:
+  config_cleanup(out);
+  return r;
+}
+
+void config_cleanup(struct config *cfg) {
+  for (size_t i = 0; i < cfg->workspace_count; i++)
+    free(cfg->workspaces[i]);
+  free(cfg->workspaces);
+  free(cfg->app_root);
+  free(cfg->appinsights_connection_string);
+  free(cfg->appinsights_authentication_string);
+  memset(cfg, 0, sizeof *cfg);
+}
+
+bool config_watches(const struct config *cfg, const char *subscription_id,
+                    const char *resource_group, const char *workspace) {
+  if (cfg->workspace_count == 0)
+    return true;
+  char *key = workspace_key(subscription_id, resource_group, workspace);
+  bool found = false;
+  for (size_t i = 0; key && i < cfg->workspace_count && !found; i++)
+    found = strcmp(cfg->workspaces[i], key) == 0;
+  free(key);
+  return found;
+}

@@ -1,0 +1,136 @@
+/* The run record: what users query, one per AML event.
+ *
+ * A record is a fixed table of named fields (INTERFACE.md: the original sample's
+ * keys plus event_id, event_time, parent_run_id, queue_time_ms, error_code,
+ * error_message, enrichment, and the ids of model and drift events). Each field
+ * is a string or a number and is either set or unknown; unknown fields are left
+ * out of every output. record_from_event() fills what the event alone carries;
+ * the AML client adds run details later through record_set_*.
+ *
+ * A rejected event is a record too (name "AmlEventRejected") carrying the reason
+ * and the raw event, truncated.
+ *
+ * Ownership: a record owns its strings; record_cleanup() frees them. Thread-safe:
+ * no shared state. */
+#ifndef HANDLER_RECORD_H
+#define HANDLER_RECORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/event.h"
+#include "base/jsonx.h"
+
+enum record_field {
+  /* Record keys of the original sample. */
+  REC_COMPUTE_TARGET_TYPE,
+  REC_EXECUTION_TIME_MS,
+  REC_START_TIME_UTC_MS,
+  REC_END_TIME_UTC_MS,
+  REC_EXPERIMENT_NAME,
+  REC_PIPELINE_RUN_ID,
+  REC_DOCKER_IMAGE,
+  REC_EXPERIMENT_ID,
+  REC_RESOURCE_GROUP,
+  REC_SUBSCRIPTIONS,
+  REC_WORKSPACE,
+  REC_SNAPSHOT_ID,
+  REC_STEP_TYPE,
+  REC_RUN_TYPE,
+  REC_NODE_ID,
+  REC_RUN_ID,
+  REC_TARGET,
+  REC_SCRIPT,
+  REC_STATUS,
+  /* Added by this project (INTERFACE.md). */
+  REC_EVENT_ID,
+  REC_EVENT_TIME,
+  REC_PARENT_RUN_ID,
+  REC_QUEUE_TIME_MS,
+  REC_ERROR_CODE,
+  REC_ERROR_MESSAGE,
+  REC_ENRICHMENT,
+  REC_DISPLAY_NAME, /* the run's display name (step name in a pipeline) */
+  /* Model and drift events. */
+  REC_MODEL_NAME,
+  REC_MODEL_VERSION,
+  REC_SERVICE_NAME,
+  REC_SERVICE_COMPUTE_TYPE,
+  REC_MODEL_IDS,
+  REC_DATA_DRIFT_ID,
+  REC_DATA_DRIFT_NAME,
+  REC_BASE_DATASET_ID,
+  REC_TARGET_DATASET_ID,
+  REC_DRIFT_COEFFICIENT,
+  REC_DRIFT_START_TIME,
+  REC_DRIFT_END_TIME,
+  /* Rejected events. */
+  REC_REASON,
+  REC_EVENT_TYPE,
+  REC_RAW_EVENT,
+  REC_FIELD_COUNT
+};
+
+enum record_kind { REC_KIND_STRING, REC_KIND_NUMBER };
+
+/* The field's user-facing name ("execution_time_ms") and kind. */
+const char *record_field_name(enum record_field field);
+enum record_kind record_field_kind(enum record_field field);
+
+struct record_value {
+  bool set;
+  char *text;    /* REC_KIND_STRING */
+  double number; /* REC_KIND_NUMBER */
+};
+
+/* The raw event of a rejected record is cut to this many bytes. */
+#define RECORD_RAW_EVENT_MAX 4096
+
+/* Scalar metrics the run logged (last value of each), exported as measurements. */
+#define RECORD_MAX_METRICS 32
+
+struct record_metric {
+  char *name;
+  double value;
+};
+
+struct record {
+  char name[48]; /* telemetry name: "AmlRunCompleted", ..., "AmlEventRejected" */
+  enum aml_event_type type; /* meaningless for rejected records */
+  enum run_kind run_kind;   /* RUN_KIND_NONE for non-run and rejected records */
+  bool rejected;
+  struct record_value values[REC_FIELD_COUNT];
+  struct record_metric metrics[RECORD_MAX_METRICS];
+  size_t metric_count;
+};
+
+void record_init(struct record *rec);
+void record_cleanup(struct record *rec);
+
+/* Fills a freshly initialised record from what `event` carries. */
+int record_from_event(struct record *rec, const struct aml_event *event);
+
+/* Fills a freshly initialised record for an event that was refused: `reason` is
+ * the sentence saying why; `raw` (may be NULL) is the event as received, whose
+ * compact JSON is kept up to RECORD_RAW_EVENT_MAX bytes; its id and type are
+ * copied when they can be read. */
+int record_rejected(struct record *rec, const char *reason, const json_t *raw);
+
+/* Setters copy `text`; NULL text clears the field. Return 0 or RESULT_NOMEM. */
+int record_set_string(struct record *rec, enum record_field field, const char *text);
+void record_set_number(struct record *rec, enum record_field field, double number);
+void record_clear(struct record *rec, enum record_field field);
+
+/* Adds or replaces metric `name`. RESULT_TOOBIG once RECORD_MAX_METRICS are held. */
+int record_add_metric(struct record *rec, const char *name, double value);
+
+/* Borrowed string value or NULL; number getter returns false when unset. */
+const char *record_string(const struct record *rec, enum record_field field);
+bool record_number(const struct record *rec, enum record_field field, double *out);
+
+/* {"name": ..., "record": {<set fields, numbers as numbers>}, "metrics": {...}}
+ * ("metrics" only when there are any): the console line
+ * and the shape the data-driven tests compare. New reference. */
+json_t *record_to_json(const struct record *rec);
+
+#endif

@@ -1,0 +1,158 @@
+/* The function app's folders and their trigger bindings; see function_app.h. */
+#include "host/function_app.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "base/jsonx.h"
+#include "base/log.h"
+
+#define FUNCTION_JSON_MAX (256 * 1024)
+
+/* Reads a whole small file into a malloc'd buffer. */
+static int read_file(const char *path, char **out, size_t *out_len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return errno == ENOENT ? RESULT_NOTFOUND : RESULT_IO;
+  char *buf = malloc(FUNCTION_JSON_MAX + 1);
+  size_t n = buf ? fread(buf, 1, FUNCTION_JSON_MAX + 1, f) : 0;
+  int failed = ferror(f);
+  fclose(f);
+  if (!buf)
+    return RESULT_NOMEM;
+  if (failed || n > FUNCTION_JSON_MAX) {
+    free(buf);
+    return failed ? RESULT_IO : RESULT_TOOBIG;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *out_len = n;
+  return RESULT_OK;
+}
+
+/* The name of the eventGridTrigger binding of function.json, or NULL (with the
+ * trigger type found in *out_trigger when there is another one). */
+static int read_binding(const char *path, char **out_binding, struct error_info *err) {
+  char *text = NULL;
+  size_t len = 0;
+  *out_binding = NULL;
+  int r = read_file(path, &text, &len);
+  if (r != RESULT_OK)
+    return error_set(err, r, path, "cannot read %s: %s", path, result_str(r));
+  struct error_info parse_err;
+  json_t *root = jsonx_parse(text, len, JSONX_DEFAULT_MAX_DEPTH, &r, &parse_err);
+  free(text);
+  if (!root)
+    return error_set(err, RESULT_INVALID, path, "%s: %s", path, parse_err.message);
+  json_t *bindings = json_object_get(root, "bindings");
+  size_t i;
+  json_t *b;
+  r = RESULT_OK;
+  json_array_foreach(bindings, i, b) {
+    const char *type = json_string_value(json_object_get(b, "type"));
+    const char *name = json_string_value(json_object_get(b, "name"));
+    if (type && strcasecmp(type, "eventGridTrigger") == 0) {
+      if (!name || !*name)
+        r = error_set(err, RESULT_INVALID, path,
+                      "%s: the eventGridTrigger binding has no name", path);
+      else if (!(*out_binding = strdup(name)))
+        r = RESULT_NOMEM;
+      break;
+    }
+  }
+  if (!json_is_array(bindings))
+    r = error_set(err, RESULT_INVALID, path, "%s has no bindings array", path);
+  json_decref(root);
+  return r;
+}
+
+int function_app_load(struct function_app *out, const char *root,
+                      struct error_info *err) {
+  memset(out, 0, sizeof *out);
+  int r = RESULT_NOMEM;
+  DIR *dir = opendir(root);
+  if (!dir)
+    return error_set(err, RESULT_IO, "FUNCTIONS_APP_ROOT_PATH",
+                     "cannot open the function app folder %s: %s", root, strerror(errno));
+  if (!(out->root = strdup(root)))
+    goto fail;
+  struct dirent *entry;
+  while ((entry = readdir(dir))) {
+    if (entry->d_name[0] == '.')
+      continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/function.json", root, entry->d_name);
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+      continue;
+    char *binding = NULL;
+    if ((r = read_binding(path, &binding, err)) != RESULT_OK)
+      goto fail;
+    if (!binding) {
+      log_warn(
+          "event=function_skipped function=%s reason=\"no eventGridTrigger binding\"",
+          entry->d_name);
+      continue;
+    }
+    struct function_def *grown =
+        realloc(out->functions, (out->count + 1) * sizeof *out->functions);
+    char *name = strdup(entry->d_name);
+    if (grown)
+      out->functions = grown;
+    if (!grown || !name) {
+      free(binding);
+      free(name);
+      r = RESULT_NOMEM;
+      goto fail;
+    }
+    out->functions[out->count++] =
+        (struct function_def){.name = name, .binding = binding};
+  }
+  if (out->count == 0) {
+    r = error_set(
+        err, RESULT_INVALID, "FUNCTIONS_APP_ROOT_PATH",
+        "no function folder under %s has a function.json with an eventGridTrigger "
+        "binding",
+        root);
+    goto fail;
+  }
+  out->names = calloc(out->count + 1, sizeof *out->names);
+  if (!out->names) {
+    r = RESULT_NOMEM;
+    goto fail;
+  }
+  for (size_t i = 0; i < out->count; i++)
+    out->names[i] = out->functions[i].name;
+  closedir(dir);
+  return RESULT_OK;
+fail:
+  closedir(dir);
+  function_app_cleanup(out);
+  if (r == RESULT_NOMEM)
+    error_set(err, r, "", "out of memory loading the function app");
+  return r;
+}
+
+const struct function_def *function_app_find(const struct function_app *app,
+                                             const char *name) {
+  for (size_t i = 0; i < app->count; i++)
+    if (strcmp(app->functions[i].name, name) == 0)
+      return &app->functions[i];
+  return NULL;
+}
+
+void function_app_cleanup(struct function_app *app) {
+  for (size_t i = 0; i < app->count; i++) {
+    free(app->functions[i].name);
+    free(app->functions[i].binding);
+  }
+  free(app->functions);
+  free(app->names);
+  free(app->root);
+  memset(app, 0, sizeof *app);
+}
