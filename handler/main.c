@@ -28,8 +28,9 @@
 #include "azure/http_client.h"
 #include "host/invocation.h"
 #include "base/log.h"
-#include "host/processor.h"
 #include "tools/replay.h"
+#include "host/responder.h"
+#include "core/pipeline.h"
 #include "host/server.h"
 
 #define DRAIN_MS 25000
@@ -40,7 +41,7 @@ struct runtime {
   struct credential *credential; /* NULL: no Azure credential configured */
   struct enricher *enricher;     /* the AML client, when there is a credential */
   struct exporter *exporter;
-  struct processor *proc;
+  struct pipeline *pipeline;
 };
 
 static const char main_usage[] =
@@ -100,7 +101,7 @@ static int startup_failed(const struct error_info *err) {
 }
 
 static void runtime_close(struct runtime *rt) {
-  processor_free(rt->proc);
+  pipeline_free(rt->pipeline);
   exporter_free(rt->exporter);
   if (rt->enricher)
     rt->enricher->free(rt->enricher);
@@ -118,35 +119,35 @@ static const char *ca_file(void) {
 }
 
 /* `quiet` keeps the log at warnings whatever HANDLER_LOG_LEVEL says (check). */
-static int runtime_open(struct runtime *rt, const struct function_app *app, bool quiet,
-                        struct error_info *err) {
+static int runtime_open(struct runtime *rt, bool quiet, struct error_info *err) {
   memset(rt, 0, sizeof *rt);
-  int r = config_load(&rt->cfg, config_process_env, NULL, err);
+  int r = config_load(&rt->cfg, settings_process_env, NULL, err);
   if (r != RESULT_OK)
     return r;
   log_set_level(quiet ? LOG_WARN : (enum log_level)rt->cfg.log_level);
   struct http_client_options http = {.ca_file = ca_file()};
   if ((r = crypto_global_init(err)) != RESULT_OK ||
       (r = http_client_global_init(&http, err)) != RESULT_OK ||
-      (r = credential_from_env(config_process_env, NULL, &rt->credential, err)) !=
+      (r = credential_from_env(settings_process_env, NULL, &rt->credential, err)) !=
           RESULT_OK)
     goto fail;
   if (rt->credential) {
     log_info("event=credential kind=\"%s\"", credential_kind(rt->credential));
-    if ((r = aml_client_new(rt->credential, config_process_env, NULL, &rt->enricher,
+    if ((r = aml_client_new(rt->credential, settings_process_env, NULL, &rt->enricher,
                             err)) != RESULT_OK)
       goto fail;
   }
   if (rt->cfg.appinsights_connection_string) {
-    r = appinsights_exporter_new(&rt->cfg, config_process_env, NULL, &rt->exporter, err);
+    r = appinsights_exporter_new(&rt->cfg, settings_process_env, NULL, &rt->exporter,
+                                 err);
     if (r != RESULT_OK)
       goto fail;
   } else {
     rt->exporter = console_exporter_new();
   }
-  struct processor_options options = {
-      .config = &rt->cfg, .app = app, .exporter = rt->exporter, .enricher = rt->enricher};
-  if (!rt->exporter || !(rt->proc = processor_new(&options))) {
+  struct pipeline_options options = {
+      .config = &rt->cfg, .exporter = rt->exporter, .enricher = rt->enricher};
+  if (!rt->exporter || !(rt->pipeline = pipeline_new(&options))) {
     r = error_set(err, RESULT_NOMEM, "", "out of memory");
     goto fail;
   }
@@ -164,9 +165,8 @@ static void log_upstream_stats(const struct runtime *rt) {
   struct aml_client_stats aml = {0};
   if (rt->enricher)
     aml_client_get_stats(rt->enricher, &aml);
-  struct appinsights_stats ai = {0};
-  if (rt->cfg.appinsights_connection_string)
-    appinsights_exporter_stats(rt->exporter, &ai);
+  struct appinsights_stats ai;
+  appinsights_exporter_stats(rt->exporter, &ai);
   log_info("event=upstream_stats http_requests=%llu http_connections=%llu "
            "http_retries=%llu token_requests=%llu discovery_requests=%llu "
            "run_requests=%llu parent_lookups=%llu ingestion_posts=%llu items_sent=%llu "
@@ -228,8 +228,9 @@ static int serve(int argc, char **argv) {
   struct function_app app = {0};
   struct runtime rt;
   struct server *srv = NULL;
+  struct responder *responder = NULL;
   int status = 1;
-  if (runtime_open(&rt, &app, false, &err) != RESULT_OK)
+  if (runtime_open(&rt, false, &err) != RESULT_OK)
     return startup_failed(&err);
   if (port_arg && !config_parse_port(port_arg, &rt.cfg.port)) {
     error_set(&err, RESULT_INVALID, "--port",
@@ -245,17 +246,23 @@ static int serve(int argc, char **argv) {
   }
   if (function_app_load(&app, root_arg ? root_arg : rt.cfg.app_root, &err) != RESULT_OK)
     goto fail;
+  struct responder_options ropts = {.app = &app,
+                                    .pipeline = rt.pipeline,
+                                    .invocation_budget_ms = rt.cfg.invocation_budget_ms};
+  if (!(responder = responder_new(&ropts))) {
+    error_set(&err, RESULT_NOMEM, "", "out of memory");
+    goto fail;
+  }
 
   struct server_options sopts = {.port = rt.cfg.port,
                                  .functions = app.names,
                                  .max_body = INVOCATION_MAX_BODY,
                                  .max_connections = 256,
-                                 .invoke = processor_invoke,
-                                 .invoke_ctx = rt.proc};
+                                 .invoke = responder_invoke,
+                                 .invoke_ctx = responder};
   if (server_start(&sopts, &srv, &err) != RESULT_OK)
     goto fail;
-  if (rt.cfg.appinsights_connection_string)
-    appinsights_exporter_set_in_flight_probe(rt.exporter, in_flight_probe, srv);
+  appinsights_exporter_set_in_flight_probe(rt.exporter, in_flight_probe, srv);
   log_info("event=listening address=127.0.0.1:%u functions=%zu exporter=%s version=%s",
            (unsigned)server_port(srv), app.count, rt.exporter->name, HANDLER_VERSION);
 
@@ -263,8 +270,8 @@ static int serve(int argc, char **argv) {
   sigwait(&stop_signals, &sig);
   log_info("event=stopping signal=%s in_flight=%u", sig == SIGTERM ? "SIGTERM" : "SIGINT",
            server_in_flight(srv));
-  if (rt.cfg.appinsights_connection_string) /* the server is about to go away */
-    appinsights_exporter_set_in_flight_probe(rt.exporter, NULL, NULL);
+  /* the server is about to go away */
+  appinsights_exporter_set_in_flight_probe(rt.exporter, NULL, NULL);
   bool drained = server_stop(srv, DRAIN_MS);
   log_upstream_stats(&rt);
   if (drained) {
@@ -275,11 +282,13 @@ static int serve(int argc, char **argv) {
         "event=stopped reason=\"in-flight invocations were still running after %d ms\"",
         DRAIN_MS);
   }
+  responder_free(responder);
   runtime_close(&rt);
   function_app_cleanup(&app);
   return status;
 fail:
   startup_failed(&err);
+  responder_free(responder);
   runtime_close(&rt);
   function_app_cleanup(&app);
   return 1;
@@ -314,13 +323,12 @@ static int replay(int argc, char **argv) {
   }
   struct error_info err;
   error_clear(&err);
-  struct function_app no_functions = {0};
   struct runtime rt;
-  if (runtime_open(&rt, &no_functions, false, &err) != RESULT_OK)
+  if (runtime_open(&rt, false, &err) != RESULT_OK)
     return startup_failed(&err);
   struct replay_summary summary;
   int r = replay_files(
-      rt.proc, (const char *const *)argv + optind, (size_t)(argc - optind),
+      rt.pipeline, (const char *const *)argv + optind, (size_t)(argc - optind),
       budget_ms ? (int)budget_ms : rt.cfg.invocation_budget_ms, stderr, &summary);
   runtime_close(&rt);
   return r == RESULT_OK ? 0 : 1;
@@ -347,10 +355,9 @@ static int check(int argc, char **argv) {
   }
   struct error_info err;
   error_clear(&err);
-  struct function_app no_functions = {0};
   struct runtime rt;
   log_set_level(LOG_WARN);
-  if (runtime_open(&rt, &no_functions, true, &err) != RESULT_OK) {
+  if (runtime_open(&rt, true, &err) != RESULT_OK) {
     char step[96];
     snprintf(step, sizeof step, "settings (%s)", err.field[0] ? err.field : "-");
     check_print(stdout, step, RESULT_INVALID, err.message,
@@ -361,7 +368,7 @@ static int check(int argc, char **argv) {
                                     .credential = rt.credential,
                                     .aml = rt.enricher,
                                     .exporter = rt.exporter,
-                                    .appinsights = rt.cfg.appinsights_connection_string,
+                                    .appinsights = appinsights_exporter_is(rt.exporter),
                                     .dry_run = dry_run,
                                     .budget_ms = rt.cfg.invocation_budget_ms};
   int failed = check_run(&subjects, stdout);

@@ -33,9 +33,11 @@
 
 #include "aml/aml_client_internal.h"
 #include "base/crypto.h"
+#include "base/deadline.h"
 #include "azure/http_client.h"
 #include "base/jsonx.h"
 #include "base/log.h"
+#include "base/loopback.h"
 #include "aml/run_details.h"
 #include "base/timeutil.h"
 
@@ -69,15 +71,15 @@ struct cache {
 };
 
 static int cache_init(struct cache *c, size_t cap) {
-  pthread_condattr_t attr;
   memset(c, 0, sizeof *c);
   if (!(c->entries = calloc(cap, sizeof *c->entries)))
     return RESULT_NOMEM;
   c->cap = cap;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&c->cond, &attr);
-  pthread_condattr_destroy(&attr);
+  if (deadline_cond_init(&c->cond) != RESULT_OK) {
+    free(c->entries);
+    c->entries = NULL;
+    return RESULT_NOMEM;
+  }
   pthread_mutex_init(&c->lock, NULL);
   return RESULT_OK;
 }
@@ -126,14 +128,6 @@ static struct cache_entry *cache_take_slot(struct cache *c, const char *key) {
   return slot;
 }
 
-static int wait_until(struct cache *c, int64_t deadline_ms) {
-  int64_t left = deadline_ms - time_mono_ms();
-  if (left <= 0)
-    return ETIMEDOUT;
-  struct timespec ts = time_mono_timespec(deadline_ms);
-  return pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-}
-
 /* RESULT_OK with *out_value (a malloc'd copy): a hit. RESULT_OK with *out_value
  * NULL: the caller leads the lookup and must call cache_end() with *out_ticket.
  * Otherwise the failure of the lookup this caller waited for, or RESULT_TIMEOUT. */
@@ -161,9 +155,9 @@ static int cache_begin(struct cache *c, const char *key, int64_t deadline_ms,
     if (e && e->state == ENTRY_PENDING) {
       waited_for = e->generation;
       e->waiters++;
-      int rc = wait_until(c, deadline_ms);
+      bool signalled = deadline_wait(&c->cond, &c->lock, deadline_ms);
       e->waiters--;
-      if (rc == ETIMEDOUT && e->state == ENTRY_PENDING) {
+      if (!signalled && e->state == ENTRY_PENDING) {
         result = error_set(err, RESULT_TIMEOUT, "", "timed out waiting for a lookup");
         break;
       }
@@ -232,21 +226,36 @@ struct call {
   char *auth;          /* "Bearer <token>", wiped before free */
 };
 
+static int enrich(struct enricher *self, const struct aml_event *ev, struct record *rec,
+                  int64_t deadline_ms, struct error_info *err);
+
+/* The client behind an enricher handle, or NULL when `e` is another enricher. */
+static struct aml_client *as_client(const struct enricher *e) {
+  return e && e->enrich == enrich ? (struct aml_client *)e : NULL;
+}
+
 void aml_client_set_transport_for_test(struct enricher *e, aml_transport_fn fn,
                                        void *ctx) {
-  struct aml_client *client = (struct aml_client *)e;
+  struct aml_client *client = as_client(e);
+  if (!client)
+    return;
   client->transport = fn;
   client->transport_ctx = ctx;
 }
 
 void aml_client_set_token_for_test(struct enricher *e, aml_token_fn fn, void *ctx) {
-  struct aml_client *client = (struct aml_client *)e;
+  struct aml_client *client = as_client(e);
+  if (!client)
+    return;
   client->token_fn = fn;
   client->token_ctx = ctx;
 }
 
 void aml_client_get_stats(const struct enricher *e, struct aml_client_stats *out) {
-  struct aml_client *c = (struct aml_client *)e;
+  struct aml_client *c = as_client(e);
+  memset(out, 0, sizeof *out);
+  if (!c)
+    return;
   out->enrich_calls = atomic_load(&c->enrich_calls);
   out->discovery_requests = atomic_load(&c->discovery_requests);
   out->discovery_cache_hits = atomic_load(&c->discovery_cache_hits);
@@ -259,7 +268,6 @@ void aml_client_get_stats(const struct enricher *e, struct aml_client_stats *out
 }
 
 bool aml_client_url_trusted(const char *url) {
-  static const char *const loopback[] = {"127.0.0.1", "localhost", "[::1]"};
   if (!url)
     return false;
   for (const char *p = url; *p; p++)
@@ -269,14 +277,7 @@ bool aml_client_url_trusted(const char *url) {
     return url[8] != '\0' && url[8] != '/';
   if (strncasecmp(url, "http://", 7) != 0)
     return false;
-  const char *host = url + 7;
-  for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++) {
-    size_t n = strlen(loopback[i]);
-    if (strncasecmp(host, loopback[i], n) == 0 &&
-        (host[n] == '\0' || host[n] == ':' || host[n] == '/'))
-      return true;
-  }
-  return false;
+  return loopback_url(url);
 }
 
 static char *format(const char *fmt, ...) HANDLER_PRINTF(1, 2);
@@ -806,7 +807,7 @@ static char *arm_scope(const char *arm) {
   return format("%.*s/.default", (int)(host - arm + host_len), arm);
 }
 
-int aml_client_new(struct credential *cred, config_getenv_fn getenv_fn, void *ctx,
+int aml_client_new(struct credential *cred, settings_getenv_fn getenv_fn, void *ctx,
                    struct enricher **out, struct error_info *err) {
   static const char setting[] = "AZURE_RESOURCE_MANAGER_ENDPOINT";
   struct aml_client *c = calloc(1, sizeof *c);
@@ -817,7 +818,7 @@ int aml_client_new(struct credential *cred, config_getenv_fn getenv_fn, void *ct
   c->base = (struct enricher){.name = "aml", .enrich = enrich, .free = client_free};
   c->cred = cred;
 
-  const char *arm = getenv_fn ? getenv_fn(ctx, setting) : NULL;
+  const char *arm = settings_get(getenv_fn, ctx, setting);
   while (arm && isspace((unsigned char)*arm))
     arm++;
   if (!arm || !*arm)
@@ -850,10 +851,18 @@ fail:
 int aml_client_check(struct enricher *self, const char *subscription_id,
                      const char *resource_group, const char *workspace,
                      int64_t deadline_ms, aml_check_report_fn report, void *ctx) {
-  struct aml_client *c = (struct aml_client *)self;
+  struct aml_client *c = as_client(self);
+  if (!c) {
+    report(ctx, "run history", RESULT_INVALID, "no AML client",
+           "set an Azure credential (README, Configuration)");
+    return RESULT_INVALID;
+  }
   /* A run id that cannot exist: a 404 proves the identity may read run history. */
   char run_id[37];
-  crypto_uuid4(run_id);
+  if (crypto_uuid4(run_id) != RESULT_OK) {
+    report(ctx, "run history", RESULT_IO, "no random bytes for a run id", "");
+    return RESULT_IO;
+  }
   struct aml_event ev = {.subscription_id = (char *)subscription_id,
                          .resource_group = (char *)resource_group,
                          .workspace = (char *)workspace,

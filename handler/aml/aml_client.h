@@ -41,10 +41,10 @@
 
 #include <stdint.h>
 
-#include "core/config.h"
 #include "azure/credential.h"
 #include "core/enricher.h"
 #include "base/result.h"
+#include "base/settings.h"
 
 /* Size of the parent pipeline run cache (least recently used entries go). */
 #define AML_CLIENT_PARENT_CACHE 256
@@ -68,10 +68,12 @@ struct aml_client_stats {
  * https://management.azure.com; trailing slashes dropped; must be https, or
  * http to a loopback host, else RESULT_INVALID naming the setting). `cred` is
  * borrowed. On success *out is the enricher (name "aml"). */
-int aml_client_new(struct credential *cred, config_getenv_fn getenv_fn, void *ctx,
-                   struct enricher **out, struct error_info *err);
+HANDLER_NODISCARD int aml_client_new(struct credential *cred,
+                                     settings_getenv_fn getenv_fn, void *ctx,
+                                     struct enricher **out, struct error_info *err);
 
-/* Counters of a client made by aml_client_new(). Thread-safe. */
+/* Counters of a client made by aml_client_new() (zero for another enricher).
+ * Thread-safe. */
 void aml_client_get_stats(const struct enricher *client, struct aml_client_stats *out);
 
 /* One step of `handler check`: what was checked, its result, why it failed (may

@@ -32,9 +32,12 @@
 
 #include "azure/credential_internal.h"
 #include "base/crypto.h"
+#include "base/deadline.h"
+#include "base/files.h"
 #include "azure/http_client.h"
 #include "base/jsonx.h"
 #include "base/log.h"
+#include "base/settings.h"
 #include "base/timeutil.h"
 
 #define MIN_VALIDITY_MS (60 * 1000)        /* never hand out a token closer to expiry */
@@ -108,29 +111,6 @@ uint64_t credential_token_requests(const struct credential *cred) {
   return cred ? atomic_load(&((struct credential *)cred)->requests) : 0;
 }
 
-/* ---- settings ---------------------------------------------------------------- */
-
-static const char *setting(config_getenv_fn getenv_fn, void *ctx, const char *name) {
-  const char *v = getenv_fn(ctx, name);
-  if (!v)
-    return NULL;
-  for (const char *p = v; *p; p++)
-    if (!isspace((unsigned char)*p))
-      return v;
-  return NULL;
-}
-
-/* The first of `primary`, `alias` that is set; *out_name says which. */
-static const char *setting_alias(config_getenv_fn getenv_fn, void *ctx,
-                                 const char *primary, const char *alias,
-                                 const char **out_name) {
-  const char *v = setting(getenv_fn, ctx, primary);
-  *out_name = primary;
-  if (!v && (v = setting(getenv_fn, ctx, alias)))
-    *out_name = alias;
-  return v;
-}
-
 /* Tenant ids are GUIDs or domain names; anything else would change the URL. */
 static bool valid_tenant(const char *tenant) {
   if (!*tenant || strlen(tenant) > 256)
@@ -149,9 +129,9 @@ static bool has_control(const char *text) {
 }
 
 /* "{authority}/{tenant}/oauth2/v2.0/token" from AZURE_AUTHORITY_HOST. */
-static int build_token_url(config_getenv_fn getenv_fn, void *ctx, const char *tenant,
+static int build_token_url(settings_getenv_fn getenv_fn, void *ctx, const char *tenant,
                            char **out, struct error_info *err) {
-  const char *host = setting(getenv_fn, ctx, "AZURE_AUTHORITY_HOST");
+  const char *host = settings_get(getenv_fn, ctx, "AZURE_AUTHORITY_HOST");
   const char *scheme = "";
   if (!host)
     host = DEFAULT_AUTHORITY;
@@ -186,12 +166,11 @@ static struct credential *credential_new(enum kind kind) {
   if (!cred)
     return NULL;
   cred->kind = kind;
+  if (deadline_cond_init(&cred->cond) != RESULT_OK) {
+    free(cred);
+    return NULL;
+  }
   pthread_mutex_init(&cred->lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&cred->cond, &attr);
-  pthread_condattr_destroy(&attr);
   atomic_init(&cred->requests, 0);
   return cred;
 }
@@ -202,12 +181,12 @@ static int dup_into(char **dst, const char *src) {
   return (*dst = strdup(src)) ? RESULT_OK : RESULT_NOMEM;
 }
 
-static int make_managed(config_getenv_fn getenv_fn, void *ctx, const char *client_id,
+static int make_managed(settings_getenv_fn getenv_fn, void *ctx, const char *client_id,
                         struct credential **out, struct error_info *err) {
   int result = RESULT_NOMEM;
   struct credential *cred = NULL;
-  const char *endpoint = setting(getenv_fn, ctx, "IDENTITY_ENDPOINT");
-  const char *header = setting(getenv_fn, ctx, "IDENTITY_HEADER");
+  const char *endpoint = settings_get(getenv_fn, ctx, "IDENTITY_ENDPOINT");
+  const char *header = settings_get(getenv_fn, ctx, "IDENTITY_HEADER");
   if (!endpoint) {
     result = error_set(err, RESULT_INVALID, "IDENTITY_ENDPOINT",
                        "IDENTITY_ENDPOINT is not set: enable a managed identity on the "
@@ -249,29 +228,31 @@ done:
   return result;
 }
 
-int credential_managed_identity(config_getenv_fn getenv_fn, void *ctx,
+int credential_managed_identity(settings_getenv_fn getenv_fn, void *ctx,
                                 const char *client_id, struct credential **out,
                                 struct error_info *err) {
   *out = NULL;
   return make_managed(getenv_fn, ctx, client_id, out, err);
 }
 
-int credential_from_env(config_getenv_fn getenv_fn, void *ctx, struct credential **out,
+int credential_from_env(settings_getenv_fn getenv_fn, void *ctx, struct credential **out,
                         struct error_info *err) {
   int result = RESULT_NOMEM;
   struct credential *cred = NULL;
   const char *tenant_name, *client_name, *secret_name;
   *out = NULL;
-  const char *tenant =
-      setting_alias(getenv_fn, ctx, "AZURE_TENANT_ID", "TENANT_ID", &tenant_name);
-  const char *client =
-      setting_alias(getenv_fn, ctx, "AZURE_CLIENT_ID", "APP_ID", &client_name);
-  const char *secret = setting_alias(getenv_fn, ctx, "AZURE_CLIENT_SECRET",
-                                     "SERVICE_PRINCIPAL_PASSWORD", &secret_name);
-  const char *cert_path = setting(getenv_fn, ctx, "AZURE_CLIENT_CERTIFICATE_PATH");
-  const char *cert_password = getenv_fn(ctx, "AZURE_CLIENT_CERTIFICATE_PASSWORD");
-  const char *token_file = setting(getenv_fn, ctx, "AZURE_FEDERATED_TOKEN_FILE");
-  const char *identity_endpoint = setting(getenv_fn, ctx, "IDENTITY_ENDPOINT");
+  static const char *const tenant_names[] = {"AZURE_TENANT_ID", "TENANT_ID", NULL};
+  static const char *const client_names[] = {"AZURE_CLIENT_ID", "APP_ID", NULL};
+  static const char *const secret_names[] = {"AZURE_CLIENT_SECRET",
+                                             "SERVICE_PRINCIPAL_PASSWORD", NULL};
+  const char *tenant = settings_first(getenv_fn, ctx, tenant_names, &tenant_name);
+  const char *client = settings_first(getenv_fn, ctx, client_names, &client_name);
+  const char *secret = settings_first(getenv_fn, ctx, secret_names, &secret_name);
+  const char *cert_path = settings_get(getenv_fn, ctx, "AZURE_CLIENT_CERTIFICATE_PATH");
+  const char *cert_password =
+      settings_get(getenv_fn, ctx, "AZURE_CLIENT_CERTIFICATE_PASSWORD");
+  const char *token_file = settings_get(getenv_fn, ctx, "AZURE_FEDERATED_TOKEN_FILE");
+  const char *identity_endpoint = settings_get(getenv_fn, ctx, "IDENTITY_ENDPOINT");
 
   if (!secret && !cert_path && !token_file) {
     if (tenant && !client) {
@@ -672,22 +653,18 @@ done:
 /* The federated token, read afresh (Kubernetes rotates the file). */
 static int read_federated_token(const struct credential *cred, char **out,
                                 struct error_info *err) {
-  int result = RESULT_IO;
   char *buf = NULL;
-  FILE *f = fopen(cred->federated_token_file, "rb");
+  size_t n = 0;
+  int e = 0;
   *out = NULL;
-  if (!f) {
+  int result = files_read(cred->federated_token_file, FEDERATED_TOKEN_MAX, &buf, &n, &e);
+  if (result == RESULT_NOTFOUND || result == RESULT_IO) {
     result = error_set(err, RESULT_IO, "AZURE_FEDERATED_TOKEN_FILE",
                        "AZURE_FEDERATED_TOKEN_FILE \"%.200s\" cannot be read: %s",
-                       cred->federated_token_file, strerror(errno));
+                       cred->federated_token_file, strerror(e));
     goto done;
   }
-  if (!(buf = malloc(FEDERATED_TOKEN_MAX + 1))) {
-    result = RESULT_NOMEM;
-    goto done;
-  }
-  size_t n = fread(buf, 1, FEDERATED_TOKEN_MAX + 1, f);
-  if (ferror(f) || n > FEDERATED_TOKEN_MAX) {
+  if (result == RESULT_TOOBIG) {
     result =
         error_set(err, RESULT_IO, "AZURE_FEDERATED_TOKEN_FILE",
                   "AZURE_FEDERATED_TOKEN_FILE \"%.200s\" cannot be read or is larger "
@@ -695,7 +672,8 @@ static int read_federated_token(const struct credential *cred, char **out,
                   cred->federated_token_file, FEDERATED_TOKEN_MAX);
     goto done;
   }
-  buf[n] = '\0';
+  if (result != RESULT_OK)
+    goto done;
   size_t start = 0;
   while (start < n && isspace((unsigned char)buf[start]))
     start++;
@@ -712,8 +690,6 @@ static int read_federated_token(const struct credential *cred, char **out,
   buf = NULL;
   result = RESULT_OK;
 done:
-  if (f)
-    fclose(f);
   free_secret(buf);
   return result;
 }
@@ -940,15 +916,6 @@ static int64_t refresh_time(const struct credential_token *tok, int64_t now_ms) 
   return at;
 }
 
-/* Waits on the condition until signalled or the caller's deadline; false on timeout. */
-static bool wait_until(struct credential *cred, int64_t deadline_ms) {
-  int64_t remaining = deadline_ms - time_mono_ms();
-  if (remaining <= 0)
-    return false;
-  struct timespec ts = time_mono_timespec(deadline_ms);
-  return pthread_cond_timedwait(&cred->cond, &cred->lock, &ts) != ETIMEDOUT;
-}
-
 int credential_get_token(struct credential *cred, const char *scope, int64_t deadline_ms,
                          char **out_token, struct error_info *err) {
   int result = RESULT_NOMEM;
@@ -972,7 +939,8 @@ int credential_get_token(struct credential *cred, const char *scope, int64_t dea
       break;
     uint64_t generation = e->generation;
     while (e->refreshing && e->generation == generation) {
-      if (!wait_until(cred, deadline_ms) && e->generation == generation) {
+      if (!deadline_wait(&cred->cond, &cred->lock, deadline_ms) &&
+          e->generation == generation) {
         result = error_set(err, RESULT_TIMEOUT, "",
                            "the deadline passed while waiting for a %s token",
                            kind_names[cred->kind]);

@@ -36,7 +36,7 @@
 
 #include <stdint.h>
 
-#include "core/config.h"
+#include "base/settings.h"
 #include "base/result.h"
 
 #define CREDENTIAL_SCOPE_ARM_DEFAULT "https://management.azure.com/.default"
@@ -44,12 +44,12 @@
 
 struct credential;
 
-int credential_from_env(config_getenv_fn getenv_fn, void *ctx, struct credential **out,
+int credential_from_env(settings_getenv_fn getenv_fn, void *ctx, struct credential **out,
                         struct error_info *err);
 
 /* A managed identity credential (App Insights' Authorization=AAD[;ClientId=...]),
  * from IDENTITY_ENDPOINT/IDENTITY_HEADER; client_id may be NULL. */
-int credential_managed_identity(config_getenv_fn getenv_fn, void *ctx,
+int credential_managed_identity(settings_getenv_fn getenv_fn, void *ctx,
                                 const char *client_id, struct credential **out,
                                 struct error_info *err);
 

@@ -58,6 +58,7 @@
 
 #include "azure/http_client_internal.h"
 #include "base/log.h"
+#include "base/loopback.h"
 #include "azure/retry.h"
 #include "base/timeutil.h"
 
@@ -335,11 +336,6 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userdata) 
 
 /* ---- one attempt ---- */
 
-static bool is_loopback(const char *host) {
-  return strcmp(host, "127.0.0.1") == 0 || strcasecmp(host, "localhost") == 0 ||
-         strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
-}
-
 /* Parses and vets the URL. On success *out_url is the parsed form curl will use
  * (the same parse that was checked) and `host` names the host for messages. */
 static int check_url(const char *url, CURLU **out_url, bool *out_loopback, char *host,
@@ -357,7 +353,7 @@ static int check_url(const char *url, CURLU **out_url, bool *out_loopback, char 
     goto done;
   }
   snprintf(host, host_size, "%s", h);
-  *out_loopback = is_loopback(h);
+  *out_loopback = loopback_host(h, strlen(h));
   if (strcasecmp(scheme, "https") != 0 &&
       !(strcasecmp(scheme, "http") == 0 && *out_loopback)) {
     error_set(err, RESULT_INVALID, "url",

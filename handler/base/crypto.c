@@ -33,6 +33,8 @@
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 
+#include "base/files.h"
+
 #define PEM_FILE_MAX (256 * 1024)
 
 static pthread_once_t rng_once = PTHREAD_ONCE_INIT;
@@ -206,48 +208,20 @@ struct crypto_credential {
   pthread_mutex_t sign_lock; /* the RSA context's blinding values change per signature */
 };
 
-/* Reads the whole file (at most PEM_FILE_MAX bytes) into a NUL-terminated buffer. */
+/* Reads the certificate file (at most PEM_FILE_MAX bytes), NUL-terminated. */
 static int read_file(const char *path, char **out, size_t *out_len,
                      struct error_info *err) {
-  int result = RESULT_IO;
-  char *buf = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    result = error_set(err, RESULT_IO, "",
-                       "the certificate file \"%.200s\" cannot be read: %s", path,
-                       strerror(errno));
-    goto done;
-  }
-  if (!(buf = malloc(PEM_FILE_MAX + 1))) {
-    result = RESULT_NOMEM;
-    goto done;
-  }
-  size_t n = fread(buf, 1, PEM_FILE_MAX + 1, f);
-  if (ferror(f)) {
-    result = error_set(err, RESULT_IO, "",
-                       "the certificate file \"%.200s\" cannot be read: %s", path,
-                       strerror(errno));
-    goto done;
-  }
-  if (n > PEM_FILE_MAX) {
-    result = error_set(err, RESULT_TOOBIG, "",
-                       "the certificate file \"%.200s\" is larger than %d bytes", path,
-                       PEM_FILE_MAX);
-    goto done;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *out_len = n;
-  buf = NULL;
-  result = RESULT_OK;
-done:
-  if (f)
-    fclose(f);
-  if (buf) {
-    mbedtls_platform_zeroize(buf, PEM_FILE_MAX + 1);
-    free(buf);
-  }
-  return result;
+  int e = 0;
+  int r = files_read(path, PEM_FILE_MAX, out, out_len, &e);
+  if (r == RESULT_NOTFOUND || r == RESULT_IO)
+    return error_set(err, RESULT_IO, "",
+                     "the certificate file \"%.200s\" cannot be read: %s", path,
+                     strerror(e));
+  if (r == RESULT_TOOBIG)
+    return error_set(err, RESULT_TOOBIG, "",
+                     "the certificate file \"%.200s\" is larger than %d bytes", path,
+                     PEM_FILE_MAX);
+  return r;
 }
 
 /* Copies the first PEM block whose BEGIN line is one of `labels` into a new

@@ -24,9 +24,9 @@ void crypto_global_cleanup(void);
 void crypto_sha1(const void *data, size_t len, uint8_t out[20]);
 void crypto_sha256(const void *data, size_t len, uint8_t out[32]);
 
-int crypto_random(void *out, size_t len);
+HANDLER_NODISCARD int crypto_random(void *out, size_t len);
 /* A random (version 4) UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" (37 bytes). */
-int crypto_uuid4(char out[37]);
+HANDLER_NODISCARD int crypto_uuid4(char out[37]);
 /* Lower-case hex of `len` bytes into out (2*len+1 bytes). */
 void crypto_hex(const uint8_t *data, size_t len, char *out);
 

@@ -35,8 +35,12 @@ struct error_info {
 
 #if defined(__GNUC__)
 #define HANDLER_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+/* On a function whose result must be looked at: a result code, an allocation,
+ * a handle. Ignoring it is a compiler warning (an error with -Werror). */
+#define HANDLER_NODISCARD __attribute__((warn_unused_result))
 #else
 #define HANDLER_PRINTF(fmt, args)
+#define HANDLER_NODISCARD
 #endif
 
 /* Fill `err` (which may be NULL) and return `result`, so a failing function can

@@ -7,22 +7,140 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/event.h"
 #include "base/log.h"
+#include "core/resource_path.h"
 
-const char *config_process_env(void *ctx, const char *name) {
-  (void)ctx;
-  return getenv(name);
+/* Every setting, in the README's order. Aliases come after the name in lookups. */
+const struct config_setting config_settings[] = {
+    {"FUNCTIONS_CUSTOMHANDLER_PORT",
+     {"FUNCTIONS_HTTPWORKER_PORT"},
+     "config",
+     "port on 127.0.0.1; set by the Functions host",
+     false},
+    {"FUNCTIONS_APP_ROOT_PATH",
+     {NULL},
+     "config",
+     "the function app folder; set by the Functions host (default: .)",
+     false},
+    {"SUBSCRIPTION_ID", {NULL}, "config", "the watched workspace's subscription", false},
+    {"AML_RESOURCE_GROUP",
+     {NULL},
+     "config",
+     "the watched workspace's resource group",
+     false},
+    {"AML_WORKSPACE_NAME", {NULL}, "config", "the watched workspace's name", false},
+    {"AML_WORKSPACES",
+     {NULL},
+     "config",
+     "comma-separated workspace resource ids to watch",
+     false},
+    {"AZURE_TENANT_ID", {"TENANT_ID"}, "credential", "Entra ID tenant", false},
+    {"AZURE_CLIENT_ID",
+     {"APP_ID"},
+     "credential",
+     "service principal, or user-assigned managed identity",
+     false},
+    {"AZURE_CLIENT_SECRET",
+     {"SERVICE_PRINCIPAL_PASSWORD"},
+     "credential",
+     "service principal secret",
+     true},
+    {"AZURE_CLIENT_CERTIFICATE_PATH",
+     {NULL},
+     "credential",
+     "service principal certificate (PEM with the private key)",
+     false},
+    {"AZURE_CLIENT_CERTIFICATE_PASSWORD",
+     {NULL},
+     "credential",
+     "password of the certificate's key",
+     true},
+    {"AZURE_FEDERATED_TOKEN_FILE",
+     {NULL},
+     "credential",
+     "workload identity federation token file",
+     false},
+    {"IDENTITY_ENDPOINT",
+     {NULL},
+     "credential",
+     "managed identity; set by the platform",
+     false},
+    {"IDENTITY_HEADER",
+     {NULL},
+     "credential",
+     "managed identity; set by the platform",
+     true},
+    {"AZURE_AUTHORITY_HOST",
+     {NULL},
+     "credential",
+     "Entra ID authority (default https://login.microsoftonline.com/)",
+     false},
+    {"AZURE_RESOURCE_MANAGER_ENDPOINT",
+     {NULL},
+     "aml",
+     "ARM endpoint (default https://management.azure.com)",
+     false},
+    {"APPLICATIONINSIGHTS_CONNECTION_STRING",
+     {"APPINSIGHTS_CONNECTION_STRING"},
+     "config",
+     "where telemetry goes; unset: JSON lines on stdout",
+     true},
+    {"APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+     {NULL},
+     "appinsights",
+     "Authorization=AAD[;ClientId=<id>]: ingestion with an Entra ID token",
+     false},
+    {"SSL_CERT_FILE",
+     {NULL},
+     "main",
+     "CA bundle to trust instead of the system's",
+     false},
+    {"HANDLER_LOG_LEVEL",
+     {NULL},
+     "config",
+     "debug, info (default), warn, error, off",
+     false},
+    {"HANDLER_INVOCATION_BUDGET_MS",
+     {NULL},
+     "config",
+     "time budget of one invocation, retries included (default 20000)",
+     false},
+    {"HANDLER_LEGACY_TRACES",
+     {NULL},
+     "telemetry",
+     "true: also write the original sample's trace per finished run",
+     false},
+    {"WEBSITE_SITE_NAME", {NULL}, "telemetry", "cloud role; set by the platform", false},
+    {"WEBSITE_INSTANCE_ID",
+     {NULL},
+     "telemetry",
+     "cloud role instance; set by the platform",
+     false},
+};
+const size_t config_settings_count = sizeof config_settings / sizeof *config_settings;
+
+const struct config_setting *config_setting_find(const char *name) {
+  for (size_t i = 0; i < config_settings_count; i++) {
+    const struct config_setting *s = &config_settings[i];
+    if (strcmp(s->name, name) == 0)
+      return s;
+    for (size_t a = 0; a < 2 && s->aliases[a]; a++)
+      if (strcmp(s->aliases[a], name) == 0)
+        return s;
+  }
+  return NULL;
 }
 
-/* A setting's value, or NULL when unset or blank. */
-static const char *setting(config_getenv_fn getenv_fn, void *ctx, const char *name) {
-  const char *v = getenv_fn(ctx, name);
-  if (!v)
-    return NULL;
-  while (isspace((unsigned char)*v))
-    v++;
-  return *v ? v : NULL;
+/* A setting of the table by its name, else its aliases; *out_name says which. */
+static const char *setting_with_aliases(settings_getenv_fn getenv_fn, void *ctx,
+                                        const char *name, const char **out_name) {
+  const struct config_setting *s = config_setting_find(name);
+  const char *names[4] = {name, s ? s->aliases[0] : NULL, s ? s->aliases[1] : NULL, NULL};
+  return settings_first(getenv_fn, ctx, names, out_name);
+}
+
+static const char *setting(settings_getenv_fn getenv_fn, void *ctx, const char *name) {
+  return settings_get(getenv_fn, ctx, name);
 }
 
 bool config_parse_port(const char *text, uint16_t *out_port) {
@@ -62,7 +180,7 @@ static int add_workspace(struct config *cfg, const char *sub, const char *rg,
   return RESULT_OK;
 }
 
-static int load_workspaces(struct config *cfg, config_getenv_fn getenv_fn, void *ctx,
+static int load_workspaces(struct config *cfg, settings_getenv_fn getenv_fn, void *ctx,
                            struct error_info *err) {
   const char *list = setting(getenv_fn, ctx, "AML_WORKSPACES");
   if (list) {
@@ -121,42 +239,40 @@ static int load_workspaces(struct config *cfg, config_getenv_fn getenv_fn, void 
   return add_workspace(cfg, values[0], values[1], values[2]);
 }
 
-int config_load(struct config *out, config_getenv_fn getenv_fn, void *ctx,
+int config_load(struct config *out, settings_getenv_fn getenv_fn, void *ctx,
                 struct error_info *err) {
   memset(out, 0, sizeof *out);
   out->log_level = LOG_INFO;
   out->invocation_budget_ms = 20000;
   int r = RESULT_NOMEM;
 
-  static const char *const port_settings[] = {"FUNCTIONS_CUSTOMHANDLER_PORT",
-                                              "FUNCTIONS_HTTPWORKER_PORT"};
-  for (int i = 0; i < 2 && !out->port; i++) {
-    const char *v = setting(getenv_fn, ctx, port_settings[i]);
-    if (v && !config_parse_port(v, &out->port)) {
-      r = error_set(err, RESULT_INVALID, port_settings[i],
-                    "%s is \"%.20s\", not a port number (1-65535)", port_settings[i], v);
-      goto fail;
-    }
-    if (v)
-      out->port_setting = port_settings[i];
+  const char *port_name;
+  const char *port =
+      setting_with_aliases(getenv_fn, ctx, "FUNCTIONS_CUSTOMHANDLER_PORT", &port_name);
+  if (port && !config_parse_port(port, &out->port)) {
+    r = error_set(err, RESULT_INVALID, port_name,
+                  "%s is \"%.20s\", not a port number (1-65535)", port_name, port);
+    goto fail;
   }
+  if (port)
+    out->port_setting = port_name;
 
   const char *root = setting(getenv_fn, ctx, "FUNCTIONS_APP_ROOT_PATH");
   if (!(out->app_root = strdup(root ? root : ".")))
+    goto nomem;
+
+  if ((r = load_workspaces(out, getenv_fn, ctx, err)) == RESULT_NOMEM)
+    goto nomem;
+  if (r != RESULT_OK)
     goto fail;
 
-  if ((r = load_workspaces(out, getenv_fn, ctx, err)) != RESULT_OK)
-    goto fail;
-
-  static const char *const ai_settings[] = {"APPLICATIONINSIGHTS_CONNECTION_STRING",
-                                            "APPINSIGHTS_CONNECTION_STRING"};
-  for (int i = 0; i < 2 && !out->appinsights_connection_string; i++) {
-    const char *v = setting(getenv_fn, ctx, ai_settings[i]);
-    if (v && !(out->appinsights_connection_string = strdup(v)))
-      goto nomem;
-    if (v)
-      out->appinsights_setting = ai_settings[i];
-  }
+  const char *ai_name;
+  const char *ai = setting_with_aliases(
+      getenv_fn, ctx, "APPLICATIONINSIGHTS_CONNECTION_STRING", &ai_name);
+  if (ai && !(out->appinsights_connection_string = strdup(ai)))
+    goto nomem;
+  if (ai)
+    out->appinsights_setting = ai_name;
   const char *auth = setting(getenv_fn, ctx, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING");
   if (auth && !(out->appinsights_authentication_string = strdup(auth)))
     goto nomem;

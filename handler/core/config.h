@@ -1,5 +1,10 @@
-/* Settings: what users configure in the Function App (INTERFACE.md), read once
- * at start-up from the environment.
+/* Settings: what users configure in the Function App (README, Configuration),
+ * read once at start-up from the environment.
+ *
+ * config_settings is the one list of every setting the handler reads, with its
+ * aliases: `handler --help` prints it and tests check that no module reads a
+ * setting it does not hold. Every setting is read with settings_get
+ * (base/settings.h), so blank means unset for all of them.
  *
  * config_load() reads through a getenv-like callback so tests can supply their
  * own table. A setting that is present but unusable fails with RESULT_INVALID and
@@ -7,7 +12,8 @@
  * but never logged (see log_mask).
  *
  * Credentials are read by the credential module, the App Insights connection
- * string is parsed by the exporter; this module only finds which one is set.
+ * string is parsed by the exporter, the telemetry and ARM settings by their
+ * modules; this module reads the rest and finds which connection string is set.
  *
  * Ownership: the caller owns the struct; config_cleanup() frees it. Read-only
  * after loading, so thread-safe to share. */
@@ -19,11 +25,24 @@
 #include <stdint.h>
 
 #include "base/result.h"
+#include "base/settings.h"
 
-typedef const char *(*config_getenv_fn)(void *ctx, const char *name);
+/* One setting the handler reads. */
+struct config_setting {
+  const char *name;
+  const char *aliases[2]; /* older names read when `name` is unset; NULL-padded */
+  const char *module;     /* who reads it: "config", "credential", "aml", ... */
+  const char *summary;    /* one line, for `handler --help` */
+  bool secret;            /* never logged or printed */
+};
 
-/* getenv() as a config_getenv_fn (ctx unused). */
-const char *config_process_env(void *ctx, const char *name);
+/* Every setting the handler reads, in the order of the README's table:
+ *   for (size_t i = 0; i < config_settings_count; i++) config_settings[i].name */
+extern const struct config_setting config_settings[];
+extern const size_t config_settings_count;
+
+/* The entry whose name or one of whose aliases is `name`, or NULL. */
+const struct config_setting *config_setting_find(const char *name);
 
 struct config {
   uint16_t port; /* FUNCTIONS_CUSTOMHANDLER_PORT / FUNCTIONS_HTTPWORKER_PORT; 0 = unset */
@@ -42,8 +61,8 @@ struct config {
   int invocation_budget_ms; /* HANDLER_INVOCATION_BUDGET_MS, default 20000 */
 };
 
-int config_load(struct config *out, config_getenv_fn getenv_fn, void *ctx,
-                struct error_info *err);
+HANDLER_NODISCARD int config_load(struct config *out, settings_getenv_fn getenv_fn,
+                                  void *ctx, struct error_info *err);
 void config_cleanup(struct config *cfg);
 
 /* True when events of this workspace are to be recorded (case-insensitive). */

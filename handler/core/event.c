@@ -48,47 +48,6 @@ bool run_status_is_terminal(const char *status) {
           strcasecmp(status, "Canceled") == 0);
 }
 
-/* Copies the next '/'-separated segment of *p into a new string and advances *p
- * past it. NULL when the segment is empty. */
-static char *next_segment(const char **p) {
-  const char *start = *p, *end = strchr(start, '/');
-  size_t len = end ? (size_t)(end - start) : strlen(start);
-  *p = end ? end + 1 : start + len;
-  return len ? strndup(start, len) : NULL;
-}
-
-/* Consumes the literal segment `word` (case-insensitive) followed by '/'. */
-static bool expect_segment(const char **p, const char *word) {
-  size_t n = strlen(word);
-  if (strncasecmp(*p, word, n) != 0 || (*p)[n] != '/')
-    return false;
-  *p += n + 1;
-  return true;
-}
-
-int workspace_id_parse(const char *id, char **out_subscription, char **out_resource_group,
-                       char **out_workspace) {
-  *out_subscription = *out_resource_group = *out_workspace = NULL;
-  if (!id || *id != '/')
-    return RESULT_INVALID;
-  const char *p = id + 1;
-  char *sub = NULL, *rg = NULL, *ws = NULL;
-  if (!expect_segment(&p, "subscriptions") || !(sub = next_segment(&p)) ||
-      !expect_segment(&p, "resourceGroups") || !(rg = next_segment(&p)) ||
-      !expect_segment(&p, "providers") ||
-      !expect_segment(&p, "Microsoft.MachineLearningServices") ||
-      !expect_segment(&p, "workspaces") || !(ws = next_segment(&p)) || *p != '\0') {
-    free(sub);
-    free(rg);
-    free(ws);
-    return RESULT_INVALID;
-  }
-  *out_subscription = sub;
-  *out_resource_group = rg;
-  *out_workspace = ws;
-  return RESULT_OK;
-}
-
 /* Reads an optional string field; a present field of another type is an error.
  * Numbers are accepted as text (AML sends some versions and ids as numbers). */
 static int take_string(const json_t *obj, const char *key, const char *where, char **out,
@@ -132,7 +91,7 @@ static char *subject_part(const char *subject, const char *const *keys) {
     return NULL;
   const char *p = subject;
   while (*p) {
-    char *segment = next_segment(&p);
+    char *segment = resource_path_segment(&p);
     if (!segment)
       continue;
     bool match = false;
@@ -140,7 +99,7 @@ static char *subject_part(const char *subject, const char *const *keys) {
       match = match || strcasecmp(segment, *k) == 0;
     free(segment);
     if (match)
-      return next_segment(&p);
+      return resource_path_segment(&p);
   }
   return NULL;
 }
@@ -170,7 +129,8 @@ static int parse_run(const json_t *data, struct aml_event *ev, struct error_info
                      "the run event has no run id (neither data.runId nor the subject)");
 
   if (ev->type == AML_EVENT_RUN_COMPLETED && !ev->run_status) {
-    ev->run_status = strdup("Completed");
+    if (!(ev->run_status = strdup("Completed")))
+      return error_set(err, RESULT_NOMEM, "", "out of memory");
   } else if (ev->type == AML_EVENT_RUN_STATUS_CHANGED && !ev->run_status) {
     return error_set(err, RESULT_INVALID, "runStatus",
                      "the RunStatusChanged event has no data.runStatus");
@@ -178,7 +138,8 @@ static int parse_run(const json_t *data, struct aml_event *ev, struct error_info
     const char *canonical = run_status_canonical(ev->run_status);
     if (canonical) {
       free(ev->run_status);
-      ev->run_status = strdup(canonical);
+      if (!(ev->run_status = strdup(canonical)))
+        return error_set(err, RESULT_NOMEM, "", "out of memory");
     }
   }
 
@@ -202,8 +163,8 @@ static int parse_run(const json_t *data, struct aml_event *ev, struct error_info
   free(source);
   if (is_pipeline) {
     ev->run_kind = RUN_KIND_PIPELINE;
-    if (!ev->pipeline_run_id)
-      ev->pipeline_run_id = strdup(ev->run_id);
+    if (!ev->pipeline_run_id && !(ev->pipeline_run_id = strdup(ev->run_id)))
+      return error_set(err, RESULT_NOMEM, "", "out of memory");
   } else if (is_step ||
              (ev->pipeline_run_id && strcmp(ev->pipeline_run_id, ev->run_id))) {
     ev->run_kind = RUN_KIND_STEP;
@@ -224,13 +185,13 @@ static int parse_model_registered(const json_t *data, struct aml_event *ev,
   char *part = subject_part(ev->subject, models);
   if (part) {
     char *colon = strrchr(part, ':');
-    if (colon && !ev->model_version)
-      ev->model_version = strdup(colon + 1);
+    bool nomem = colon && !ev->model_version && !(ev->model_version = strdup(colon + 1));
     if (colon)
       *colon = '\0';
-    if (!ev->model_name)
-      ev->model_name = strdup(part);
+    nomem = nomem || (!ev->model_name && !(ev->model_name = strdup(part)));
     free(part);
+    if (nomem)
+      return error_set(err, RESULT_NOMEM, "", "out of memory");
   }
   if (!ev->model_name)
     return error_set(err, RESULT_INVALID, "modelName",

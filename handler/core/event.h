@@ -18,6 +18,7 @@
 
 #include "base/jsonx.h"
 #include "base/result.h"
+#include "core/resource_path.h"
 
 enum aml_event_type {
   AML_EVENT_RUN_COMPLETED,
@@ -77,10 +78,5 @@ const char *aml_event_type_name(enum aml_event_type type);
 const char *run_status_canonical(const char *status);
 /* Completed, Failed and Canceled (any casing). */
 bool run_status_is_terminal(const char *status);
-
-/* Splits an AML workspace resource id into its parts (malloc'd into the out_
- * pointers). Returns RESULT_INVALID when `id` is not a workspace resource id. */
-int workspace_id_parse(const char *id, char **out_subscription, char **out_resource_group,
-                       char **out_workspace);
 
 #endif

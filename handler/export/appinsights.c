@@ -27,10 +27,12 @@
 #include "export/connection_string.h"
 #include "azure/credential.h"
 #include "base/crypto.h"
+#include "base/deadline.h"
 #include "base/dedup.h"
 #include "base/gzip.h"
 #include "base/jsonx.h"
 #include "base/log.h"
+#include "base/loopback.h"
 #include "export/telemetry.h"
 #include "base/timeutil.h"
 
@@ -93,11 +95,6 @@ struct batch_result {
   char message[256];
 };
 
-static void wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t deadline_ms) {
-  struct timespec ts = time_mono_timespec(deadline_ms);
-  pthread_cond_timedwait(cond, lock, &ts);
-}
-
 /* Under lock. */
 static void waiter_unref(struct ai_exporter *ai, struct waiter *w) {
   if (--w->refs > 0)
@@ -148,11 +145,6 @@ static bool url_host(const char *url, char *buf, size_t buf_size, bool *out_http
   return true;
 }
 
-static bool host_is_loopback(const char *host) {
-  return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-         strcmp(host, "[::1]") == 0;
-}
-
 /* The last two labels of a host name ("in.applicationinsights.azure.com" ->
  * "azure.com"); the whole host for IP addresses and single labels. */
 static const char *host_domain(const char *host) {
@@ -191,7 +183,7 @@ static const char *redirect_refusal(const char *from, const char *to, bool beare
   bool from_https, to_https;
   if (!url_host(to, to_host, sizeof to_host, &to_https))
     return "the Location is not an http(s) URL";
-  if (!to_https && !host_is_loopback(to_host))
+  if (!to_https && !loopback_host(to_host, strlen(to_host)))
     return "the Location is plain http off loopback";
   if (bearer && (!url_host(from, from_host, sizeof from_host, &from_https) ||
                  strcmp(host_domain(from_host), host_domain(to_host)) != 0))
@@ -498,7 +490,7 @@ static void *sender_main(void *arg) {
       }
     }
     if (ready == 0) {
-      wait_until(&ai->work, &ai->lock, next_ready);
+      (void)deadline_wait(&ai->work, &ai->lock, next_ready);
       continue;
     }
     /* The window runs from when the oldest ready item became ready, so items
@@ -508,14 +500,14 @@ static void *sender_main(void *arg) {
     bool all_here = ai->in_flight && ai->exporting >= ai->in_flight(ai->in_flight_ctx);
     if (now < window_end && !all_here && ready < cap &&
         bytes < ai->tuning.max_batch_bytes) {
-      wait_until(&ai->work, &ai->lock, window_end);
+      (void)deadline_wait(&ai->work, &ai->lock, window_end);
       continue;
     }
     if (!batch || !outcomes) { /* out of memory at start: fail the callers fast */
       prune(ai);
       for (struct item *it = ai->head; it; it = it->next)
         it->not_before = now + 100;
-      wait_until(&ai->work, &ai->lock, now + 100);
+      (void)deadline_wait(&ai->work, &ai->lock, now + 100);
       continue;
     }
     size_t n = 0;
@@ -676,7 +668,7 @@ static int ai_export(struct exporter *self, const struct record *const *records,
     pthread_cond_signal(&ai->work);
   }
   while (w->pending > 0 && !w->abandoned && !ai->stopping && time_mono_ms() < deadline_ms)
-    wait_until(&ai->done, &ai->lock, deadline_ms);
+    (void)deadline_wait(&ai->done, &ai->lock, deadline_ms);
   if (w->pending == 0) {
     result = RESULT_OK;
   } else {
@@ -757,23 +749,28 @@ static int default_transport(void *ctx, const struct http_request *request,
   return http_client_send(request, out, err);
 }
 
-int appinsights_exporter_new_with(const struct config *cfg, config_getenv_fn getenv_fn,
+int appinsights_exporter_new_with(const struct config *cfg, settings_getenv_fn getenv_fn,
                                   void *ctx, const struct appinsights_tuning *tuning,
                                   struct exporter **out, struct error_info *err) {
   int result = RESULT_NOMEM;
   struct connection_string cs;
   struct authentication_string auth;
-  pthread_condattr_t attr;
   *out = NULL;
   struct ai_exporter *ai = calloc(1, sizeof *ai);
   if (!ai)
     return error_set(err, RESULT_NOMEM, "", "out of memory");
   pthread_mutex_init(&ai->lock, NULL);
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&ai->work, &attr);
-  pthread_cond_init(&ai->done, &attr);
-  pthread_condattr_destroy(&attr);
+  if (deadline_cond_init(&ai->work) != RESULT_OK) {
+    pthread_mutex_destroy(&ai->lock);
+    free(ai);
+    return error_set(err, RESULT_NOMEM, "", "out of memory");
+  }
+  if (deadline_cond_init(&ai->done) != RESULT_OK) {
+    pthread_cond_destroy(&ai->work);
+    pthread_mutex_destroy(&ai->lock);
+    free(ai);
+    return error_set(err, RESULT_NOMEM, "", "out of memory");
+  }
   ai->tail = &ai->head;
 
   if ((result = connection_string_parse(cfg->appinsights_connection_string,
@@ -833,14 +830,26 @@ fail:
   return result;
 }
 
-int appinsights_exporter_new(const struct config *cfg, config_getenv_fn getenv_fn,
+int appinsights_exporter_new(const struct config *cfg, settings_getenv_fn getenv_fn,
                              void *ctx, struct exporter **out, struct error_info *err) {
   return appinsights_exporter_new_with(cfg, getenv_fn, ctx, NULL, out, err);
 }
 
+/* The exporter behind a handle, or NULL when `exp` is another exporter. */
+static struct ai_exporter *as_ai(const struct exporter *exp) {
+  return exp && exp->export_records == ai_export ? (struct ai_exporter *)exp : NULL;
+}
+
+bool appinsights_exporter_is(const struct exporter *exp) {
+  return as_ai(exp) != NULL;
+}
+
 void appinsights_exporter_stats(const struct exporter *exp,
                                 struct appinsights_stats *out) {
-  struct ai_exporter *ai = (struct ai_exporter *)exp;
+  struct ai_exporter *ai = as_ai(exp);
+  memset(out, 0, sizeof *out);
+  if (!ai)
+    return;
   pthread_mutex_lock(&ai->lock);
   *out = ai->stats;
   pthread_mutex_unlock(&ai->lock);
@@ -848,7 +857,11 @@ void appinsights_exporter_stats(const struct exporter *exp,
 
 void appinsights_exporter_track_url(const struct exporter *exp, char *buf,
                                     size_t buf_size) {
-  struct ai_exporter *ai = (struct ai_exporter *)exp;
+  struct ai_exporter *ai = as_ai(exp);
+  if (!ai) {
+    snprintf(buf, buf_size, "%s", "");
+    return;
+  }
   pthread_mutex_lock(&ai->lock);
   snprintf(buf, buf_size, "%s", ai->track_url);
   pthread_mutex_unlock(&ai->lock);
@@ -925,11 +938,15 @@ done:
 
 int appinsights_exporter_check(struct exporter *exp, bool dry_run, int64_t deadline_ms,
                                struct error_info *err) {
-  struct ai_exporter *ai = (struct ai_exporter *)exp;
+  struct ai_exporter *ai = as_ai(exp);
+  if (!ai)
+    return error_set(err, RESULT_INVALID, "APPLICATIONINSIGHTS_CONNECTION_STRING",
+                     "no App Insights exporter: the connection string is not set");
   if (dry_run)
     return check_dry_run(ai, deadline_ms, err);
   char id[37];
-  crypto_uuid4(id);
+  if (crypto_uuid4(id) != RESULT_OK)
+    return error_set(err, RESULT_IO, "", "no random bytes for the test event's id");
   struct record rec;
   record_init(&rec);
   snprintf(rec.name, sizeof rec.name, "AmlHandlerCheck");
@@ -943,7 +960,9 @@ int appinsights_exporter_check(struct exporter *exp, bool dry_run, int64_t deadl
 
 void appinsights_exporter_set_in_flight_probe(struct exporter *exp,
                                               unsigned (*in_flight)(void *), void *ctx) {
-  struct ai_exporter *ai = (struct ai_exporter *)exp;
+  struct ai_exporter *ai = as_ai(exp);
+  if (!ai)
+    return;
   pthread_mutex_lock(&ai->lock);
   ai->in_flight = in_flight;
   ai->in_flight_ctx = ctx;

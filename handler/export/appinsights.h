@@ -52,10 +52,16 @@ struct appinsights_stats {
  * must be set). Starts the sender thread. RESULT_INVALID with `err` naming the
  * setting when the connection or authentication string is malformed, or the
  * managed identity it asks for is not available. */
-int appinsights_exporter_new(const struct config *cfg, config_getenv_fn getenv_fn,
-                             void *ctx, struct exporter **out, struct error_info *err);
+HANDLER_NODISCARD int appinsights_exporter_new(const struct config *cfg,
+                                               settings_getenv_fn getenv_fn, void *ctx,
+                                               struct exporter **out,
+                                               struct error_info *err);
 
-/* Counters of `exp`, which must come from appinsights_exporter_new. */
+/* True when `exp` was made by appinsights_exporter_new. The functions below
+ * accept any exporter and do nothing (zero counters) for another one. */
+bool appinsights_exporter_is(const struct exporter *exp);
+
+/* Counters of `exp` (zero for another exporter). */
 void appinsights_exporter_stats(const struct exporter *exp,
                                 struct appinsights_stats *out);
 
@@ -75,7 +81,8 @@ void appinsights_exporter_set_in_flight_probe(struct exporter *exp,
  * be accepted; with dry_run, sends an item the service refuses by design (nothing
  * is stored) and succeeds when the service read it, proving the endpoint and the
  * key or token. RESULT_DENIED for 401/403, with the role to grant. */
-int appinsights_exporter_check(struct exporter *exp, bool dry_run, int64_t deadline_ms,
-                               struct error_info *err);
+HANDLER_NODISCARD int appinsights_exporter_check(struct exporter *exp, bool dry_run,
+                                                 int64_t deadline_ms,
+                                                 struct error_info *err);
 
 #endif

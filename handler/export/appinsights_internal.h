@@ -26,7 +26,7 @@ struct appinsights_tuning {
   size_t dedup_capacity; /* 0 = DEDUP_DEFAULT_CAPACITY */
 };
 
-int appinsights_exporter_new_with(const struct config *cfg, config_getenv_fn getenv_fn,
+int appinsights_exporter_new_with(const struct config *cfg, settings_getenv_fn getenv_fn,
                                   void *ctx, const struct appinsights_tuning *tuning,
                                   struct exporter **out, struct error_info *err);
 

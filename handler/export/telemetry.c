@@ -45,19 +45,19 @@ static bool parse_bool(const char *text, bool *out) {
 }
 
 int telemetry_options_init(struct telemetry_options *out, const char *ikey,
-                           config_getenv_fn getenv_fn, void *ctx,
+                           settings_getenv_fn getenv_fn, void *ctx,
                            struct error_info *err) {
   memset(out, 0, sizeof *out);
   snprintf(out->ikey, sizeof out->ikey, "%s", ikey ? ikey : "");
-  const char *site = getenv_fn ? getenv_fn(ctx, "WEBSITE_SITE_NAME") : NULL;
+  const char *site = settings_get(getenv_fn, ctx, "WEBSITE_SITE_NAME");
   snprintf(out->role, sizeof out->role, "%s", site && *site ? site : "aml-event-handler");
-  const char *instance = getenv_fn ? getenv_fn(ctx, "WEBSITE_INSTANCE_ID") : NULL;
+  const char *instance = settings_get(getenv_fn, ctx, "WEBSITE_INSTANCE_ID");
   if (instance && *instance) {
     snprintf(out->role_instance, sizeof out->role_instance, "%s", instance);
   } else if (gethostname(out->role_instance, sizeof out->role_instance - 1) != 0) {
     snprintf(out->role_instance, sizeof out->role_instance, "unknown");
   }
-  const char *legacy = getenv_fn ? getenv_fn(ctx, TELEMETRY_LEGACY_TRACES_SETTING) : NULL;
+  const char *legacy = settings_get(getenv_fn, ctx, TELEMETRY_LEGACY_TRACES_SETTING);
   if (legacy && !parse_bool(legacy, &out->legacy_traces))
     return error_set(err, RESULT_INVALID, TELEMETRY_LEGACY_TRACES_SETTING,
                      "%s must be true or false", TELEMETRY_LEGACY_TRACES_SETTING);

@@ -28,8 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
 #include "base/jsonx.h"
+#include "base/settings.h"
 #include "core/record.h"
 
 #define TELEMETRY_MAX_PROPERTY_NAME 150
@@ -47,7 +47,8 @@ struct telemetry_options {
  * copied. RESULT_INVALID (naming the setting) when HANDLER_LEGACY_TRACES is not
  * a boolean. */
 int telemetry_options_init(struct telemetry_options *out, const char *ikey,
-                           config_getenv_fn getenv_fn, void *ctx, struct error_info *err);
+                           settings_getenv_fn getenv_fn, void *ctx,
+                           struct error_info *err);
 
 /* Which envelopes of a record to build: the customEvent (every record), and the
  * run's measurement (metrics, request or dependency, legacy trace), which only

@@ -9,31 +9,11 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "base/files.h"
 #include "base/jsonx.h"
 #include "base/log.h"
 
 #define FUNCTION_JSON_MAX (256 * 1024)
-
-/* Reads a whole small file into a malloc'd buffer. */
-static int read_file(const char *path, char **out, size_t *out_len) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return errno == ENOENT ? RESULT_NOTFOUND : RESULT_IO;
-  char *buf = malloc(FUNCTION_JSON_MAX + 1);
-  size_t n = buf ? fread(buf, 1, FUNCTION_JSON_MAX + 1, f) : 0;
-  int failed = ferror(f);
-  fclose(f);
-  if (!buf)
-    return RESULT_NOMEM;
-  if (failed || n > FUNCTION_JSON_MAX) {
-    free(buf);
-    return failed ? RESULT_IO : RESULT_TOOBIG;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *out_len = n;
-  return RESULT_OK;
-}
 
 /* The name of the eventGridTrigger binding of function.json, or NULL (with the
  * trigger type found in *out_trigger when there is another one). */
@@ -41,7 +21,7 @@ static int read_binding(const char *path, char **out_binding, struct error_info 
   char *text = NULL;
   size_t len = 0;
   *out_binding = NULL;
-  int r = read_file(path, &text, &len);
+  int r = files_read(path, FUNCTION_JSON_MAX, &text, &len, NULL);
   if (r != RESULT_OK)
     return error_set(err, r, path, "cannot read %s: %s", path, result_str(r));
   struct error_info parse_err;

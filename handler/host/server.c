@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/deadline.h"
 #include "base/jsonx.h"
 #include "base/log.h"
 #include "base/timeutil.h"
@@ -270,8 +271,11 @@ int server_start(const struct server_options *options, struct server **out_serve
   if (!srv)
     return error_set(err, RESULT_NOMEM, "", "out of memory starting the server");
   srv->options = *options;
+  if (deadline_cond_init(&srv->idle) != RESULT_OK) {
+    free(srv);
+    return error_set(err, RESULT_NOMEM, "", "out of memory starting the server");
+  }
   pthread_mutex_init(&srv->lock, NULL);
-  pthread_cond_init(&srv->idle, NULL);
 
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(options->port)};
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -319,18 +323,8 @@ bool server_stop(struct server *srv, int drain_ms) {
   int64_t deadline = time_mono_ms() + drain_ms;
   pthread_mutex_lock(&srv->lock);
   srv->stopping = true;
-  while (srv->in_flight > 0) {
-    int64_t left = deadline - time_mono_ms();
-    if (left <= 0)
-      break;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    int64_t step = left < 100 ? left : 100;
-    until.tv_nsec += step * 1000000;
-    until.tv_sec += until.tv_nsec / 1000000000;
-    until.tv_nsec %= 1000000000;
-    pthread_cond_timedwait(&srv->idle, &srv->lock, &until);
-  }
+  while (srv->in_flight > 0 && time_mono_ms() < deadline)
+    (void)deadline_wait(&srv->idle, &srv->lock, deadline);
   unsigned left_over = srv->in_flight;
   pthread_mutex_unlock(&srv->lock);
 

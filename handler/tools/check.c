@@ -6,7 +6,7 @@
 
 #include "aml/aml_client.h"
 #include "export/appinsights.h"
-#include "core/event.h"
+#include "core/resource_path.h"
 #include "base/timeutil.h"
 
 struct tally {

@@ -1,9 +1,10 @@
-/* Replay of event files through the processor; see replay.h. */
+/* Replay of event files through the pipeline; see replay.h. */
 #include "tools/replay.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/files.h"
 #include "base/log.h"
 #include "base/timeutil.h"
 
@@ -11,49 +12,14 @@
 #define PROGRESS_EVERY_MS 1000
 
 struct replay_run {
-  struct processor *proc;
+  struct pipeline *pipe;
   int budget_ms;
   FILE *progress;
   struct replay_summary *summary;
   int64_t last_progress_ms;
 };
 
-static int read_whole_file(const char *path, char **out, size_t *out_len) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return RESULT_IO;
-  size_t cap = 1 << 16, len = 0, n;
-  char *buf = malloc(cap);
-  int r = RESULT_OK;
-  while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-    len += n;
-    if (len + 1 == cap) {
-      char *grown = cap >= REPLAY_MAX_FILE ? NULL : realloc(buf, cap * 2);
-      if (!grown) {
-        r = cap >= REPLAY_MAX_FILE ? RESULT_TOOBIG : RESULT_NOMEM;
-        break;
-      }
-      buf = grown;
-      cap *= 2;
-    }
-  }
-  if (!buf)
-    r = RESULT_NOMEM;
-  else if (ferror(f))
-    r = RESULT_IO;
-  fclose(f);
-  if (r != RESULT_OK) {
-    free(buf);
-    return r;
-  }
-  buf[len] = '\0';
-  *out = buf;
-  *out_len = len;
-  return RESULT_OK;
-}
-
 static void replay_event(struct replay_run *run, const json_t *event) {
-  json_t *logs = json_array();
   struct error_info err;
   error_clear(&err);
   int64_t deadline = time_mono_ms() + run->budget_ms;
@@ -61,9 +27,8 @@ static void replay_event(struct replay_run *run, const json_t *event) {
   char invocation[96];
   snprintf(invocation, sizeof invocation, "replay:%.80s", id ? id : "?");
   log_set_invocation(invocation);
-  bool rejected = false;
-  int r = processor_process_event(run->proc, event, event, NULL, deadline, logs,
-                                  &rejected, &err);
+  struct pipeline_outcome outcome;
+  int r = pipeline_process(run->pipe, event, event, NULL, deadline, &outcome, &err);
   log_set_invocation(NULL);
   run->summary->events++;
   if (r != RESULT_OK) {
@@ -71,12 +36,11 @@ static void replay_event(struct replay_run *run, const json_t *event) {
     if (run->progress)
       fprintf(run->progress, "replay: event %s failed: %s\n", id ? id : "(no id)",
               err.message);
-  } else if (rejected) {
+  } else if (outcome.rejected) {
     run->summary->rejected++;
   } else {
     run->summary->recorded++;
   }
-  json_decref(logs);
 
   int64_t now = time_mono_ms();
   if (run->progress && now - run->last_progress_ms >= PROGRESS_EVERY_MS) {
@@ -112,7 +76,9 @@ static json_t *parse_lines(char *text, struct error_info *err) {
 static int replay_file(struct replay_run *run, const char *path) {
   char *text = NULL;
   size_t len = 0;
-  int r = read_whole_file(path, &text, &len);
+  int r = files_read(path, REPLAY_MAX_FILE, &text, &len, NULL);
+  if (r == RESULT_NOTFOUND)
+    r = RESULT_IO;
   if (r != RESULT_OK) {
     if (run->progress)
       fprintf(run->progress, "replay: cannot read %s: %s\n", path, result_str(r));
@@ -144,10 +110,10 @@ static int replay_file(struct replay_run *run, const char *path) {
   return RESULT_OK;
 }
 
-int replay_files(struct processor *proc, const char *const *paths, size_t count,
+int replay_files(struct pipeline *pipe, const char *const *paths, size_t count,
                  int budget_ms, FILE *progress, struct replay_summary *out) {
   memset(out, 0, sizeof *out);
-  struct replay_run run = {.proc = proc,
+  struct replay_run run = {.pipe = pipe,
                            .budget_ms = budget_ms,
                            .progress = progress,
                            .summary = out,

@@ -1,4 +1,4 @@
-/* Replay: processes Event Grid events from files through the same processor as
+/* Replay: processes Event Grid events from files through the same pipeline as
  * the server, to backfill after an outage or to drain a dead-letter container.
  *
  * A file holds one event, a JSON array of events, or events one per line (Event
@@ -7,14 +7,14 @@
  * Each event gets its own time budget; a transient failure is retried by the
  * exporter and enricher within it and then counted as failed.
  *
- * Threading: single-threaded; the processor it drives is thread-safe anyway. */
+ * Threading: single-threaded; the pipeline it drives is thread-safe anyway. */
 #ifndef HANDLER_REPLAY_H
 #define HANDLER_REPLAY_H
 
 #include <stddef.h>
 #include <stdio.h>
 
-#include "host/processor.h"
+#include "core/pipeline.h"
 
 struct replay_summary {
   size_t events;   /* events read */
@@ -26,7 +26,7 @@ struct replay_summary {
 
 /* Replays every file; writes progress lines and failures to `progress` (may be
  * NULL). Returns RESULT_OK when nothing failed. */
-int replay_files(struct processor *proc, const char *const *paths, size_t count,
+int replay_files(struct pipeline *pipe, const char *const *paths, size_t count,
                  int budget_ms, FILE *progress, struct replay_summary *out);
 
 #endif

@@ -1,6 +1,6 @@
 /* Fuzz target: a request body as the Functions host would POST it, through the
- * whole processor (payload, event model, workspace filter, record) to an
- * exporter that serialises and drops the record. Nothing the host can send may
+ * host protocol and the whole pipeline (payload, event model, workspace filter, record)
+ * to an exporter that serialises and drops the record. Nothing the host can send may
  * crash the handler or leak. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,7 +11,8 @@
 #include "core/exporter.h"
 #include "host/function_app.h"
 #include "base/log.h"
-#include "host/processor.h"
+#include "core/pipeline.h"
+#include "host/responder.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,15 +38,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const char *names[] = {"function_app", NULL};
   static struct exporter exporter = {.name = "fuzz",
                                      .export_records = serialise_and_drop};
-  static struct processor *proc;
+  static struct pipeline *pipe;
+  static struct responder *proc;
   if (!proc) {
     log_set_level(LOG_OFF);
     struct error_info err;
-    config_load(&cfg, watch_one, NULL, &err);
+    if (config_load(&cfg, watch_one, NULL, &err) != RESULT_OK)
+      abort();
     app = (struct function_app){.functions = &fn, .count = 1, .names = names};
-    struct processor_options options = {
-        .config = &cfg, .app = &app, .exporter = &exporter};
-    proc = processor_new(&options);
+    struct pipeline_options options = {.config = &cfg, .exporter = &exporter};
+    struct responder_options ropts = {.app = &app,
+                                      .invocation_budget_ms = cfg.invocation_budget_ms};
+    if (!(pipe = pipeline_new(&options)) || !(ropts.pipeline = pipe) ||
+        !(proc = responder_new(&ropts)))
+      abort();
   }
   char *body = fuzz_text(data, size);
   if (!body)
@@ -55,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                    .body = body,
                                    .body_len = size};
   struct server_response response = {0};
-  processor_invoke(proc, &request, &response);
+  responder_invoke(proc, &request, &response);
   free(response.body);
   free(body);
   return 0;

@@ -1,6 +1,6 @@
 /* Data-driven cases: every folder under tests/cases is one invocation run through
- * the real processor (payload -> event -> record -> exporter), and what the
- * exporter received is compared with the folder's hand-written expectation.
+ * the real host protocol and pipeline (payload -> event -> record -> exporter), and what
+ * the exporter received is compared with the folder's hand-written expectation.
  *
  * Layout and matching rules are in tests/cases/README.md. In short: the body is
  * invocation.json / invocation.txt sent byte for byte, or input.json (an event)
@@ -29,7 +29,8 @@
 #include "host/function_app.h"
 #include "base/jsonx.h"
 #include "base/log.h"
-#include "host/processor.h"
+#include "core/pipeline.h"
+#include "host/responder.h"
 #include "core/record.h"
 #include "host/server.h"
 
@@ -104,7 +105,7 @@ static void settings_load(struct settings *s, const char *dir) {
   }
 }
 
-static const char *settings_get(void *ctx, const char *name) {
+static const char *case_settings_get(void *ctx, const char *name) {
   const struct settings *s = ctx;
   for (size_t i = 0; i < s->count; i++)
     if (strcmp(s->names[i], name) == 0)
@@ -223,7 +224,8 @@ static bool run_case(const char *name, const char *dir) {
   struct settings settings;
   struct config cfg;
   struct error_info err;
-  struct processor *proc = NULL;
+  struct pipeline *pipe = NULL;
+  struct responder *resp = NULL;
   struct server_response response = {0};
   json_t *input = NULL, *expected = NULL, *body_json = NULL, *actual = NULL;
   char *body = NULL;
@@ -238,7 +240,7 @@ static bool run_case(const char *name, const char *dir) {
   error_clear(&err);
   memset(&cfg, 0, sizeof cfg);
   settings_load(&settings, dir);
-  if (config_load(&cfg, settings_get, &settings, &err) != RESULT_OK) {
+  if (config_load(&cfg, case_settings_get, &settings, &err) != RESULT_OK) {
     snprintf(why, sizeof why, "settings.env refused: %s", err.message);
     goto done;
   }
@@ -270,10 +272,13 @@ static bool run_case(const char *name, const char *dir) {
     goto done;
   }
 
-  struct processor_options options = {
-      .config = &cfg, .app = &app, .exporter = &capture.base, .enricher = NULL};
-  if (!(proc = processor_new(&options))) {
-    snprintf(why, sizeof why, "processor_new failed");
+  struct pipeline_options options = {
+      .config = &cfg, .exporter = &capture.base, .enricher = NULL};
+  struct responder_options ropts = {.app = &app,
+                                    .invocation_budget_ms = cfg.invocation_budget_ms};
+  if (!(pipe = pipeline_new(&options)) || !(ropts.pipeline = pipe) ||
+      !(resp = responder_new(&ropts))) {
+    snprintf(why, sizeof why, "pipeline_new or responder_new failed");
     goto done;
   }
   char invocation_id[300];
@@ -282,7 +287,7 @@ static bool run_case(const char *name, const char *dir) {
                                    .invocation_id = invocation_id,
                                    .body = body,
                                    .body_len = body_len};
-  processor_invoke(proc, &request, &response);
+  responder_invoke(resp, &request, &response);
   body_json = response.body ? jsonx_parse(response.body, strlen(response.body),
                                           JSONX_DEFAULT_MAX_DEPTH, NULL, &err)
                             : NULL;
@@ -380,7 +385,8 @@ done:
   json_decref(capture.lines);
   free(response.body);
   free(body);
-  processor_free(proc);
+  responder_free(resp);
+  pipeline_free(pipe);
   config_cleanup(&cfg);
   free(settings.text);
   return ok;
