@@ -52,7 +52,7 @@ static const char main_usage[] =
     "\n"
     "Azure Functions custom handler that records Azure Machine Learning Event Grid\n"
     "events. The Functions host runs it without arguments (serve); the settings it\n"
-    "reads are listed in README.md.\n"
+    "reads are listed by --help and in README.md.\n"
     "\n"
     "  serve    answer the Functions host on 127.0.0.1 (the default)\n"
     "  replay   process events from files (single events, arrays, one per line, or\n"
@@ -114,8 +114,21 @@ static void runtime_close(struct runtime *rt) {
 
 /* SSL_CERT_FILE, unless unset or blank. */
 static const char *ca_file(void) {
-  const char *v = getenv("SSL_CERT_FILE");
-  return v && *v ? v : NULL;
+  return settings_get(settings_process_env, NULL, "SSL_CERT_FILE");
+}
+
+/* `handler --help`: the usage, then every setting of config_settings. */
+static void print_help(FILE *out) {
+  fputs(main_usage, out);
+  fputs("\nSettings (app settings, read from the environment; blank means unset):\n",
+        out);
+  for (size_t i = 0; i < config_settings_count; i++) {
+    const struct config_setting *s = &config_settings[i];
+    fprintf(out, "  %s", s->name);
+    for (size_t a = 0; a < sizeof s->aliases / sizeof *s->aliases && s->aliases[a]; a++)
+      fprintf(out, " (or %s)", s->aliases[a]);
+    fprintf(out, "\n      %s%s\n", s->summary, s->secret ? " (secret)" : "");
+  }
 }
 
 /* `quiet` keeps the log at warnings whatever HANDLER_LOG_LEVEL says (check). */
@@ -389,7 +402,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-    fputs(main_usage, stdout);
+    print_help(stdout);
     return 0;
   }
   if (argc > 1 && strcmp(argv[1], "replay") == 0)

@@ -1,17 +1,19 @@
 """End-to-end tests of the handler's tools against the stand-ins: `handler check`
 (one line per step, exit status, the fix named for a refused secret and for a
 missing role) and `handler replay` (single events, arrays, dead-letter blobs,
-idempotence with the exporter, a non-zero exit when events fail).
+idempotence with the exporter, a non-zero exit when events fail), and `handler
+--help` (the settings it lists are the README's).
 """
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import unittest
 from pathlib import Path
 
-from tests.e2e.support import HANDLER_BIN, NEEDS_HANDLER, Bench
+from tests.e2e.support import HANDLER_BIN, NEEDS_HANDLER, REPO, Bench
 from tests.standins.faults import Fault
 
 
@@ -150,6 +152,26 @@ class ReplayTest(unittest.TestCase):
                           self.bench.settings("secret", appinsights=False))
         self.assertEqual(result.returncode, 1)
         self.assertIn("cannot read /nonexistent/events.json", result.stderr)
+
+
+@NEEDS_HANDLER
+class HelpTest(unittest.TestCase):
+    def test_help_lists_exactly_the_settings_of_the_readme(self):
+        result = run_tool(["--help"], {})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        listed = set()
+        for line in result.stdout.split("Settings (", 1)[1].splitlines():
+            m = re.match(r"^  ([A-Z][A-Z0-9_]+)((?: \(or [A-Z0-9_]+\))*)$", line)
+            if m:
+                listed.add(m.group(1))
+                listed.update(re.findall(r"\(or ([A-Z0-9_]+)\)", m.group(2)))
+        readme = Path(REPO, "README.md").read_text()
+        table = readme.split("| setting | meaning |", 1)[1].split("\n\n", 1)[0]
+        documented = set()
+        for row in table.splitlines()[2:]:
+            documented.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", row))
+        self.assertGreater(len(listed), 20)
+        self.assertEqual(listed, documented)
 
 
 if __name__ == "__main__":
