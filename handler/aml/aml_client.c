@@ -31,7 +31,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "aml/aml_client_internal.h"
+#include "aml/aml_client_testing.h"
 #include "base/crypto.h"
 #include "base/deadline.h"
 #include "azure/http_client.h"
@@ -206,7 +206,7 @@ struct aml_client {
   struct credential *cred;
   char *arm;   /* ARM endpoint without trailing slash */
   char *scope; /* {arm}/.default */
-  aml_transport_fn transport;
+  http_transport_fn transport;
   void *transport_ctx;
   aml_token_fn token_fn;
   void *token_ctx;
@@ -234,7 +234,7 @@ static struct aml_client *as_client(const struct enricher *e) {
   return e && e->enrich == enrich ? (struct aml_client *)e : NULL;
 }
 
-void aml_client_set_transport_for_test(struct enricher *e, aml_transport_fn fn,
+void aml_client_set_transport_for_test(struct enricher *e, http_transport_fn fn,
                                        void *ctx) {
   struct aml_client *client = as_client(e);
   if (!client)

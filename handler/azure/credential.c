@@ -30,7 +30,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "azure/credential_internal.h"
+#include "azure/credential_testing.h"
 #include "base/crypto.h"
 #include "base/deadline.h"
 #include "base/files.h"
@@ -88,10 +88,10 @@ struct credential {
   atomic_uint_fast64_t requests;
 };
 
-static credential_transport_fn transport;
+static http_transport_fn transport;
 static void *transport_ctx;
 
-void credential_set_transport_for_test(credential_transport_fn fn, void *ctx) {
+void credential_set_transport_for_test(http_transport_fn fn, void *ctx) {
   transport = fn;
   transport_ctx = ctx;
 }

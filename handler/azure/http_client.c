@@ -56,7 +56,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "azure/http_client_internal.h"
+#include "azure/http_client_testing.h"
 #include "base/log.h"
 #include "base/loopback.h"
 #include "azure/retry.h"
@@ -566,11 +566,11 @@ done:
 
 /* ---- retries ---- */
 
-void http_client_set_sleep(http_client_sleep_fn fn) {
+void http_client_set_sleep_for_test(http_client_sleep_fn fn) {
   sleep_hook = fn;
 }
 
-void http_client_set_retry_policy(const struct retry_policy *policy) {
+void http_client_set_retry_policy_for_test(const struct retry_policy *policy) {
   has_retry_override = policy != NULL;
   if (policy)
     retry_override = *policy;

@@ -88,16 +88,24 @@ int http_client_global_init(const struct http_client_options *options,
 void http_client_global_cleanup(void);
 
 /* One attempt. */
-int http_client_send(const struct http_request *request, struct http_response *out,
-                     struct error_info *err);
+HANDLER_NODISCARD int http_client_send(const struct http_request *request,
+                                       struct http_response *out, struct error_info *err);
 
 /* Attempts until a non-retryable answer, the retry budget, or the deadline. On
  * RESULT_OK, `out` holds the last answer (which may still be a retryable status
  * when the deadline left no room for another attempt). */
-int http_client_send_retry(const struct http_request *request, struct http_response *out,
-                           struct error_info *err);
+HANDLER_NODISCARD int http_client_send_retry(const struct http_request *request,
+                                             struct http_response *out,
+                                             struct error_info *err);
 
 void http_response_cleanup(struct http_response *response);
+
+/* A way to send one request with the contract of http_client_send() /
+ * http_client_send_retry(): fills `out` (the caller frees it with
+ * http_response_cleanup()). Modules send through the real functions; their test
+ * hooks (*_testing.h, *_set_transport_for_test) swap in one of these. */
+typedef int (*http_transport_fn)(void *ctx, const struct http_request *request,
+                                 struct http_response *out, struct error_info *err);
 
 void http_client_get_stats(struct http_client_stats *out);
 

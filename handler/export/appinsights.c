@@ -23,7 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "export/appinsights_internal.h"
+#include "export/appinsights_testing.h"
 #include "export/connection_string.h"
 #include "azure/credential.h"
 #include "base/crypto.h"
@@ -70,6 +70,8 @@ struct ai_exporter {
   struct dedup *dedup;     /* event ids whose telemetry was accepted */
   struct dedup *runs;      /* "run:<id>" of runs whose measurement was sent */
   struct appinsights_tuning tuning;
+  http_transport_fn transport; /* http_client_send, or a test's (before any export) */
+  void *transport_ctx;
   unsigned rng; /* sender thread only */
   pthread_t thread;
   bool started;
@@ -343,7 +345,7 @@ static void send_batch(struct ai_exporter *ai, struct item **items, size_t n,
                                .max_response = MAX_RESPONSE};
     http_response_cleanup(&resp);
     memset(&resp, 0, sizeof resp);
-    int r = ai->tuning.transport(ai->tuning.transport_ctx, &req, &resp, &err);
+    int r = ai->transport(ai->transport_ctx, &req, &resp, &err);
     pthread_mutex_lock(&ai->lock);
     ai->stats.posts++;
     ai->stats.items_sent += n;
@@ -796,8 +798,7 @@ int appinsights_exporter_new_with(const struct config *cfg, settings_getenv_fn g
     ai->tuning.max_batch_bytes = 1024 * 1024;
   if (!ai->tuning.retry.base_delay_ms)
     ai->tuning.retry = RETRY_POLICY_DEFAULT;
-  if (!ai->tuning.transport)
-    ai->tuning.transport = default_transport;
+  ai->transport = default_transport;
   ai->rng = (unsigned)time_now_ms();
 
   result = RESULT_NOMEM;
@@ -906,7 +907,7 @@ static int check_dry_run(struct ai_exporter *ai, int64_t deadline_ms,
                              .body_len = strlen(body),
                              .deadline_ms = deadline_ms,
                              .max_response = MAX_RESPONSE};
-  if ((r = ai->tuning.transport(ai->tuning.transport_ctx, &req, &resp, err)) != RESULT_OK)
+  if ((r = ai->transport(ai->transport_ctx, &req, &resp, err)) != RESULT_OK)
     goto done;
   json_t *answer =
       jsonx_parse(resp.body, resp.body_len, JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
@@ -956,6 +957,17 @@ int appinsights_exporter_check(struct exporter *exp, bool dry_run, int64_t deadl
     r = ai_export(exp, records, 1, deadline_ms, err);
   record_cleanup(&rec);
   return r;
+}
+
+void appinsights_exporter_set_transport_for_test(struct exporter *exp,
+                                                 http_transport_fn fn, void *ctx) {
+  struct ai_exporter *ai = as_ai(exp);
+  if (!ai)
+    return;
+  pthread_mutex_lock(&ai->lock);
+  ai->transport = fn ? fn : default_transport;
+  ai->transport_ctx = fn ? ctx : NULL;
+  pthread_mutex_unlock(&ai->lock);
 }
 
 void appinsights_exporter_set_in_flight_probe(struct exporter *exp,

@@ -14,7 +14,7 @@
 
 #include "fuzz_util.h"
 #include "aml/aml_client.h"
-#include "aml/aml_client_internal.h"
+#include "aml/aml_client_testing.h"
 #include "core/event.h"
 #include "base/jsonx.h"
 #include "base/log.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "azure/credential_internal.h"
+#include "azure/credential_testing.h"
 #include "base/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "export/appinsights_internal.h"
+#include "export/appinsights_testing.h"
 #include "core/config.h"
 #include "core/exporter.h"
 #include "base/log.h"
@@ -93,13 +93,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct appinsights_tuning tuning = {
       .window_ms = 1,
       .retry = {.max_attempts = 3, .base_delay_ms = 1, .max_delay_ms = 2},
-      .transport = answer_from_input,
-      .transport_ctx = &a,
       .dedup_capacity = 16};
   struct exporter *exp = NULL;
   struct error_info err = {0};
   if (appinsights_exporter_new_with(&cfg, no_env, NULL, &tuning, &exp, &err) != RESULT_OK)
     abort();
+  appinsights_exporter_set_transport_for_test(exp, answer_from_input, &a);
 
   struct record recs[3];
   const struct record *ptrs[3];

@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "aml/aml_client.h"
-#include "aml/aml_client_internal.h"
+#include "aml/aml_client_testing.h"
 #include "core/record.h"
 #include "base/timeutil.h"
 

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "export/appinsights.h"
-#include "export/appinsights_internal.h"
+#include "export/appinsights_testing.h"
 #include "base/gzip.h"
 #include "base/jsonx.h"
 #include "base/log.h"
@@ -147,12 +147,11 @@ static void start(answer_fn answer) {
                        .appinsights_setting = "APPLICATIONINSIGHTS_CONNECTION_STRING"};
   struct appinsights_tuning tuning = {
       .window_ms = window_ms,
-      .retry = {.max_attempts = 5, .base_delay_ms = 10, .max_delay_ms = 40},
-      .transport = fake_transport,
-      .transport_ctx = &fake};
+      .retry = {.max_attempts = 5, .base_delay_ms = 10, .max_delay_ms = 40}};
   struct error_info err = {0};
   assert_int_equal(
       appinsights_exporter_new_with(&cfg, no_env, NULL, &tuning, &exporter, &err), 0);
+  appinsights_exporter_set_transport_for_test(exporter, fake_transport, &fake);
   assert_string_equal(exporter->name, "appinsights");
 }
 

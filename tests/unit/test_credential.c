@@ -1,5 +1,5 @@
 /* Unit tests of credential, without a network: the token transport is replaced
- * by a scripted fake (credential_internal.h) that records every request, and
+ * by a scripted fake (credential_testing.h) that records every request, and
  * both clocks are mocked. Covered: DefaultAzureCredential precedence and the
  * setting aliases, start-up misconfiguration, the exact URLs and form bodies,
  * the certificate JWT (decoded, checked claim by claim, signature verified),
@@ -21,7 +21,7 @@
 #include <pthread.h>
 
 #include "azure/credential.h"
-#include "azure/credential_internal.h"
+#include "azure/credential_testing.h"
 #include "base/crypto.h"
 #include "base/jsonx.h"
 #include "base/log.h"

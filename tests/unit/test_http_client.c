@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "azure/http_client.h"
-#include "azure/http_client_internal.h"
+#include "azure/http_client_testing.h"
 #include "azure/retry.h"
 #include "base/timeutil.h"
 
@@ -212,8 +212,8 @@ static struct http_client_stats stats(void) {
 
 static int setup(void **state) {
   sleep_count = 0;
-  http_client_set_sleep(record_sleep);
-  http_client_set_retry_policy(NULL);
+  http_client_set_sleep_for_test(record_sleep);
+  http_client_set_retry_policy_for_test(NULL);
   return 0;
 }
 
@@ -347,7 +347,7 @@ static void retries_a_dropped_connection(void **state) {
   assert_null(resp.body);
   /* with retries: backoff (base 100 ms, +-20%), then the answer */
   static const struct retry_policy fast = {3, 100, 1000};
-  http_client_set_retry_policy(&fast);
+  http_client_set_retry_policy_for_test(&fast);
   assert_int_equal(http_client_send_retry(&req, &resp, &err), RESULT_OK);
   assert_int_equal(resp.status, 200);
   assert_int_equal(sleep_count, 1);
@@ -361,7 +361,7 @@ static void gives_up_after_the_attempt_budget(void **state) {
       {STEP_CLOSE, NULL, 0}, {STEP_CLOSE, NULL, 0}, {STEP_CLOSE, NULL, 0}};
   struct server *s = START(script);
   static const struct retry_policy three = {3, 100, 150};
-  http_client_set_retry_policy(&three);
+  http_client_set_retry_policy_for_test(&three);
   struct http_request req = get(url_of(s, "/"), 5000);
   struct http_response resp;
   struct error_info err = {0};

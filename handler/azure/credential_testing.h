@@ -8,8 +8,8 @@
  * Threading: credential_set_transport_for_test() is not thread-safe; call it
  * before any thread asks for a token. The transport itself is called
  * concurrently only when different scopes refresh at once. */
-#ifndef HANDLER_CREDENTIAL_INTERNAL_H
-#define HANDLER_CREDENTIAL_INTERNAL_H
+#ifndef HANDLER_CREDENTIAL_TESTING_H
+#define HANDLER_CREDENTIAL_TESTING_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,13 +17,10 @@
 #include "azure/http_client.h"
 #include "base/result.h"
 
-/* Same contract as http_client_send_retry(): the transport fills `out` (body
- * malloc'd; the credential module frees it with http_response_cleanup()). */
-typedef int (*credential_transport_fn)(void *ctx, const struct http_request *request,
-                                       struct http_response *out, struct error_info *err);
-
-/* NULL restores http_client_send_retry(). */
-void credential_set_transport_for_test(credential_transport_fn fn, void *ctx);
+/* NULL restores http_client_send_retry() (see http_transport_fn). Process-wide,
+ * unlike the other modules' hooks, because credentials are also made inside
+ * other modules (the App Insights exporter's managed identity). */
+void credential_set_transport_for_test(http_transport_fn fn, void *ctx);
 
 /* A token response parsed: the token (malloc'd), when it expires and when it
  * should be refreshed (wall clock, ms since the epoch; refresh_at_ms is 0 when

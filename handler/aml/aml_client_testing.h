@@ -8,8 +8,8 @@
  *
  * Threading: set the hooks before any thread calls enrich(); the hooks are then
  * called concurrently. */
-#ifndef HANDLER_AML_CLIENT_INTERNAL_H
-#define HANDLER_AML_CLIENT_INTERNAL_H
+#ifndef HANDLER_AML_CLIENT_TESTING_H
+#define HANDLER_AML_CLIENT_TESTING_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,17 +18,12 @@
 #include "azure/http_client.h"
 #include "base/result.h"
 
-/* Same contract as http_client_send_retry(): fills `out` (body malloc'd; the
- * client frees it with http_response_cleanup()). */
-typedef int (*aml_transport_fn)(void *ctx, const struct http_request *request,
-                                struct http_response *out, struct error_info *err);
-
 /* Same contract as credential_get_token(): *out_token malloc'd. */
 typedef int (*aml_token_fn)(void *ctx, const char *scope, int64_t deadline_ms,
                             char **out_token, struct error_info *err);
 
-/* NULL restores http_client_send_retry(). */
-void aml_client_set_transport_for_test(struct enricher *client, aml_transport_fn fn,
+/* NULL restores http_client_send_retry() (see http_transport_fn). */
+void aml_client_set_transport_for_test(struct enricher *client, http_transport_fn fn,
                                        void *ctx);
 
 /* NULL restores credential_get_token() with the client's credential. */
