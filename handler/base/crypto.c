@@ -155,53 +155,6 @@ char *crypto_base64url(const void *data, size_t len) {
   return out;
 }
 
-static int b64url_value(char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '-')
-    return 62;
-  if (c == '_')
-    return 63;
-  return -1;
-}
-
-int crypto_base64url_decode(const char *text, size_t len, uint8_t **out,
-                            size_t *out_len) {
-  *out = NULL;
-  *out_len = 0;
-  while (len > 0 && text[len - 1] == '=')
-    len--;
-  if (len % 4 == 1)
-    return RESULT_INVALID;
-  uint8_t *buf = malloc(len / 4 * 3 + 3);
-  if (!buf)
-    return RESULT_NOMEM;
-  size_t j = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < len; i++) {
-    int v = b64url_value(text[i]);
-    if (v < 0) {
-      free(buf);
-      return RESULT_INVALID;
-    }
-    acc = acc << 6 | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      buf[j++] = (uint8_t)(acc >> bits);
-    }
-  }
-  buf[j] = '\0';
-  *out = buf;
-  *out_len = j;
-  return RESULT_OK;
-}
-
 struct crypto_credential {
   mbedtls_x509_crt cert;
   mbedtls_pk_context key;
@@ -405,13 +358,4 @@ int crypto_credential_sign_rs256(const struct crypto_credential *cred, const voi
 done:
   free(sig);
   return result;
-}
-
-int crypto_credential_verify_rs256(const struct crypto_credential *cred, const void *data,
-                                   size_t len, const uint8_t *sig, size_t sig_len) {
-  uint8_t hash[32];
-  crypto_sha256(data, len, hash);
-  int rc = mbedtls_pk_verify((mbedtls_pk_context *)&cred->cert.pk, MBEDTLS_MD_SHA256,
-                             hash, sizeof hash, sig, sig_len);
-  return rc == 0 ? RESULT_OK : RESULT_INVALID;
 }

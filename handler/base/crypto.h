@@ -32,10 +32,6 @@ void crypto_hex(const uint8_t *data, size_t len, char *out);
 
 /* base64url without padding into a malloc'd string; NULL on allocation failure. */
 char *crypto_base64url(const void *data, size_t len);
-/* Decodes base64url (padding optional) into a malloc'd buffer (NUL-terminated for
- * convenience, the terminator not counted in *out_len). RESULT_INVALID when
- * `text` is not base64url. */
-int crypto_base64url_decode(const char *text, size_t len, uint8_t **out, size_t *out_len);
 
 /* A certificate and private key read from one PEM file (password may be NULL).
  * The file may hold the blocks in any order; the first certificate is the one
@@ -54,9 +50,5 @@ void crypto_credential_thumbprints(const struct crypto_credential *cred, uint8_t
 int crypto_credential_sign_rs256(const struct crypto_credential *cred, const void *data,
                                  size_t len, uint8_t **out_sig, size_t *out_sig_len,
                                  struct error_info *err);
-/* Verifies an RS256 signature with the certificate's public key (tests, and a
- * self-check after loading). RESULT_OK or RESULT_INVALID. */
-int crypto_credential_verify_rs256(const struct crypto_credential *cred, const void *data,
-                                   size_t len, const uint8_t *sig, size_t sig_len);
 
 #endif

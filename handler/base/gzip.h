@@ -9,11 +9,7 @@
 
 #include "base/result.h"
 
-int gzip_compress(const void *in, size_t len, uint8_t **out, size_t *out_len);
-
-/* Inflates gzip data; RESULT_TOOBIG past `max_out` bytes, RESULT_INVALID when the
- * input is not gzip. */
-int gzip_decompress(const void *in, size_t len, size_t max_out, uint8_t **out,
-                    size_t *out_len);
+HANDLER_NODISCARD int gzip_compress(const void *in, size_t len, uint8_t **out,
+                                    size_t *out_len);
 
 #endif

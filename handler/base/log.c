@@ -38,10 +38,6 @@ void log_set_invocation(const char *invocation_id) {
   snprintf(invocation, sizeof invocation, "%s", invocation_id ? invocation_id : "");
 }
 
-const char *log_invocation(void) {
-  return invocation;
-}
-
 void log_set_streams(FILE *out, FILE *err) {
   out_stream = out;
   err_stream = err;

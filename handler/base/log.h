@@ -30,7 +30,6 @@ bool log_enabled(enum log_level level);
 
 /* Tag this thread's following lines with `invocation_id` (copied; NULL clears). */
 void log_set_invocation(const char *invocation_id);
-const char *log_invocation(void);
 
 /* Writes `level=<lvl> [invocation_id=<id>] <formatted message>` as one line. */
 void log_write(enum log_level level, const char *fmt, ...) HANDLER_PRINTF(2, 3);

@@ -7,6 +7,7 @@
 
 #include "fuzz_util.h"
 #include "base/gzip.h"
+#include "gunzip.h"
 #include "base/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -18,6 +18,7 @@
 #include "export/appinsights.h"
 #include "export/appinsights_testing.h"
 #include "base/gzip.h"
+#include "gunzip.h"
 #include "base/jsonx.h"
 #include "base/log.h"
 #include "core/record.h"

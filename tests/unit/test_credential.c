@@ -23,6 +23,7 @@
 #include "azure/credential.h"
 #include "azure/credential_testing.h"
 #include "base/crypto.h"
+#include "crypto_support.h"
 #include "base/jsonx.h"
 #include "base/log.h"
 #include "base/timeutil.h"
@@ -461,11 +462,11 @@ static void signs_a_verifiable_client_assertion(void **state) {
   struct crypto_credential *cc = NULL;
   assert_int_equal(crypto_credential_load_pem(cert_file, NULL, &cc, NULL), RESULT_OK);
   assert_int_equal(
-      crypto_credential_verify_rs256(cc, jwt, (size_t)(dot2 - jwt), sig, sig_len),
+      crypto_verify_rs256_with_cert(cert_file, jwt, (size_t)(dot2 - jwt), sig, sig_len),
       RESULT_OK);
-  assert_int_equal(
-      crypto_credential_verify_rs256(cc, jwt, (size_t)(dot2 - jwt) - 1, sig, sig_len),
-      RESULT_INVALID);
+  assert_int_equal(crypto_verify_rs256_with_cert(cert_file, jwt, (size_t)(dot2 - jwt) - 1,
+                                                 sig, sig_len),
+                   RESULT_INVALID);
   crypto_credential_free(cc);
   free(sig);
 

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "base/gzip.h"
+#include "gunzip.h"
 #include "base/result.h"
 
 static void round_trips(void **state) {
