@@ -575,7 +575,8 @@ static void apply_parent(struct call *call, const char *api, struct record *rec)
   if (result == RESULT_OK) {
     json_t *parent =
         jsonx_parse(value, strlen(value), JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
-    run_details_apply_parent(rec, parent);
+    if (run_details_apply_parent(rec, parent) != RESULT_OK)
+      log_warn("event=aml_parent_fields_lost run_id=%s reason=\"out of memory\"", run_id);
     json_decref(parent);
   } else {
     log_warn("event=aml_parent_lookup_failed run_id=%s parent_run_id=%s reason=\"%s\"",

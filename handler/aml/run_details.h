@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/result.h"
 #include "base/jsonx.h"
 #include "core/record.h"
 
@@ -31,11 +32,11 @@
  * is a pipeline step the record did not know about, the record becomes a step
  * (run_kind and pipelinerunid). Returns RESULT_OK, RESULT_NOMEM, or
  * RESULT_INVALID when `doc` is not a JSON object. */
-int run_details_apply(struct record *rec, const json_t *doc);
+HANDLER_NODISCARD int run_details_apply(struct record *rec, const json_t *doc);
 
 /* Fills from the parent pipeline run's document what the step's record still
  * lacks: experiment id, target, compute target type. Never replaces. */
-int run_details_apply_parent(struct record *rec, const json_t *parent);
+HANDLER_NODISCARD int run_details_apply_parent(struct record *rec, const json_t *parent);
 
 /* The error of a run document, liberally: `error.error.{code,message}`,
  * `error.{code,message}`, a bare string, or the innermost `innerError.code` when

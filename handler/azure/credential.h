@@ -44,22 +44,25 @@
 
 struct credential;
 
-int credential_from_env(settings_getenv_fn getenv_fn, void *ctx, struct credential **out,
-                        struct error_info *err);
+HANDLER_NODISCARD int credential_from_env(settings_getenv_fn getenv_fn, void *ctx,
+                                          struct credential **out,
+                                          struct error_info *err);
 
 /* A managed identity credential (App Insights' Authorization=AAD[;ClientId=...]),
  * from IDENTITY_ENDPOINT/IDENTITY_HEADER; client_id may be NULL. */
-int credential_managed_identity(settings_getenv_fn getenv_fn, void *ctx,
-                                const char *client_id, struct credential **out,
-                                struct error_info *err);
+HANDLER_NODISCARD int credential_managed_identity(settings_getenv_fn getenv_fn, void *ctx,
+                                                  const char *client_id,
+                                                  struct credential **out,
+                                                  struct error_info *err);
 
 /* "client secret", "client certificate", "workload identity", "managed identity". */
 const char *credential_kind(const struct credential *cred);
 
 /* A bearer token for `scope` ("https://management.azure.com/.default"), valid for
  * at least a minute more, obtained before `deadline_ms` (time_mono_ms). */
-int credential_get_token(struct credential *cred, const char *scope, int64_t deadline_ms,
-                         char **out_token, struct error_info *err);
+HANDLER_NODISCARD int credential_get_token(struct credential *cred, const char *scope,
+                                           int64_t deadline_ms, char **out_token,
+                                           struct error_info *err);
 
 /* Counters for benchmarks and tests: token requests sent upstream. */
 uint64_t credential_token_requests(const struct credential *cred);

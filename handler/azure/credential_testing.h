@@ -34,14 +34,18 @@ struct credential_token {
 /* Entra ID shape: access_token, expires_in (number or numeric string), optional
  * refresh_in. `now_ms` is the wall clock at the request. RESULT_TRANSIENT with a
  * sentence when malformed. */
-int credential_parse_aad_response(const char *body, size_t len, int64_t now_ms,
-                                  struct credential_token *out, struct error_info *err);
+HANDLER_NODISCARD int credential_parse_aad_response(const char *body, size_t len,
+                                                    int64_t now_ms,
+                                                    struct credential_token *out,
+                                                    struct error_info *err);
 
 /* Managed identity shape: access_token, expires_on as seconds since the epoch
  * (number or numeric string) or a date ("11/28/2026 10:00:00 +00:00",
  * "6/20/2019 4:58:10 PM +00:00", ISO-8601); expires_in accepted as a fallback. */
-int credential_parse_msi_response(const char *body, size_t len, int64_t now_ms,
-                                  struct credential_token *out, struct error_info *err);
+HANDLER_NODISCARD int credential_parse_msi_response(const char *body, size_t len,
+                                                    int64_t now_ms,
+                                                    struct credential_token *out,
+                                                    struct error_info *err);
 
 /* Parses an expires_on date string into ms since the epoch; false when malformed. */
 bool credential_parse_expires_on(const char *text, int64_t *out_ms);

@@ -82,8 +82,8 @@ struct http_client_options {
 /* Once, before any thread sends. RESULT_INVALID when options->ca_file is not
  * readable (field "SSL_CERT_FILE") or when already initialized. `options` may be
  * NULL (system CA bundle, defaults); its strings are copied. */
-int http_client_global_init(const struct http_client_options *options,
-                            struct error_info *err);
+HANDLER_NODISCARD int http_client_global_init(const struct http_client_options *options,
+                                              struct error_info *err);
 /* After every sending thread stopped; closes pooled connections. */
 void http_client_global_cleanup(void);
 
@@ -111,6 +111,6 @@ void http_client_get_stats(struct http_client_stats *out);
 
 /* Percent-encodes `text` for a URL path segment or query value into a malloc'd
  * string (unreserved characters kept). NULL on allocation failure. */
-char *http_client_escape(const char *text);
+HANDLER_NODISCARD char *http_client_escape(const char *text);
 
 #endif

@@ -18,7 +18,7 @@
 
 #include "base/result.h"
 
-int crypto_global_init(struct error_info *err);
+HANDLER_NODISCARD int crypto_global_init(struct error_info *err);
 void crypto_global_cleanup(void);
 
 void crypto_sha1(const void *data, size_t len, uint8_t out[20]);
@@ -31,7 +31,7 @@ HANDLER_NODISCARD int crypto_uuid4(char out[37]);
 void crypto_hex(const uint8_t *data, size_t len, char *out);
 
 /* base64url without padding into a malloc'd string; NULL on allocation failure. */
-char *crypto_base64url(const void *data, size_t len);
+HANDLER_NODISCARD char *crypto_base64url(const void *data, size_t len);
 
 /* A certificate and private key read from one PEM file (password may be NULL).
  * The file may hold the blocks in any order; the first certificate is the one
@@ -40,15 +40,17 @@ char *crypto_base64url(const void *data, size_t len);
  * an RSA key, key and certificate do not match), RESULT_DENIED (password
  * missing or wrong). */
 struct crypto_credential;
-int crypto_credential_load_pem(const char *path, const char *password,
-                               struct crypto_credential **out, struct error_info *err);
+HANDLER_NODISCARD int crypto_credential_load_pem(const char *path, const char *password,
+                                                 struct crypto_credential **out,
+                                                 struct error_info *err);
 void crypto_credential_free(struct crypto_credential *cred);
 /* SHA-1 and SHA-256 of the certificate's DER encoding. */
 void crypto_credential_thumbprints(const struct crypto_credential *cred, uint8_t sha1[20],
                                    uint8_t sha256[32]);
 /* RSASSA-PKCS1-v1_5 with SHA-256 over `data`; malloc'd signature in *out_sig. */
-int crypto_credential_sign_rs256(const struct crypto_credential *cred, const void *data,
-                                 size_t len, uint8_t **out_sig, size_t *out_sig_len,
-                                 struct error_info *err);
+HANDLER_NODISCARD int crypto_credential_sign_rs256(const struct crypto_credential *cred,
+                                                   const void *data, size_t len,
+                                                   uint8_t **out_sig, size_t *out_sig_len,
+                                                   struct error_info *err);
 
 #endif

@@ -14,12 +14,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/result.h"
+
 #define DEDUP_DEFAULT_CAPACITY 65536
 
 struct dedup;
 
 /* NULL on allocation failure or a capacity above 2^30. */
-struct dedup *dedup_new(size_t capacity);
+HANDLER_NODISCARD struct dedup *dedup_new(size_t capacity);
 void dedup_free(struct dedup *set);
 
 bool dedup_contains(struct dedup *set, const char *id);

@@ -26,8 +26,8 @@
  * deeper than `max_depth`, NUL bytes, and anything but a single JSON value.
  * Returns a new reference, or NULL with `err` filled (RESULT_INVALID or
  * RESULT_TOOBIG in *out_result when out_result is not NULL). */
-json_t *jsonx_parse(const char *text, size_t len, int max_depth, int *out_result,
-                    struct error_info *err);
+HANDLER_NODISCARD json_t *jsonx_parse(const char *text, size_t len, int max_depth,
+                                      int *out_result, struct error_info *err);
 
 /* The deepest nesting of arrays/objects in `text`, counting strings correctly;
  * stops counting (and returns max_depth + 1) as soon as max_depth is exceeded. */
@@ -47,9 +47,10 @@ const char *jsonx_scalar_ci(const json_t *object, const char *key, char *buf,
                             size_t buf_size);
 
 /* Compact serialisation (no spaces, keys in insertion order); malloc'd, or NULL. */
-char *jsonx_dump(const json_t *value);
+HANDLER_NODISCARD char *jsonx_dump(const json_t *value);
 
 /* Sets object[key] to a copy of `value` when value is non-NULL; returns 0 or -1. */
-int jsonx_set_string(json_t *object, const char *key, const char *value);
+HANDLER_NODISCARD int jsonx_set_string(json_t *object, const char *key,
+                                       const char *value);
 
 #endif

@@ -68,7 +68,8 @@ struct aml_event {
 /* Parses `event` (borrowed). On success fills `out` (caller cleans it up with
  * event_cleanup) and returns RESULT_OK; on failure returns RESULT_INVALID with
  * `err` saying what is wrong, and `out` needs no cleanup. */
-int event_parse(const json_t *event, struct aml_event *out, struct error_info *err);
+HANDLER_NODISCARD int event_parse(const json_t *event, struct aml_event *out,
+                                  struct error_info *err);
 void event_cleanup(struct aml_event *event);
 
 /* "RunCompleted", ... */

@@ -40,6 +40,6 @@ static inline void exporter_free(struct exporter *exp) {
 
 /* One JSON line per record on stdout (record_to_json). Never fails but for
  * memory. */
-struct exporter *console_exporter_new(void);
+HANDLER_NODISCARD struct exporter *console_exporter_new(void);
 
 #endif

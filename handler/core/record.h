@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/result.h"
 #include "core/event.h"
 #include "base/jsonx.h"
 
@@ -108,21 +109,25 @@ void record_init(struct record *rec);
 void record_cleanup(struct record *rec);
 
 /* Fills a freshly initialised record from what `event` carries. */
-int record_from_event(struct record *rec, const struct aml_event *event);
+HANDLER_NODISCARD int record_from_event(struct record *rec,
+                                        const struct aml_event *event);
 
 /* Fills a freshly initialised record for an event that was refused: `reason` is
  * the sentence saying why; `raw` (may be NULL) is the event as received, whose
  * compact JSON is kept up to RECORD_RAW_EVENT_MAX bytes; its id and type are
  * copied when they can be read. */
-int record_rejected(struct record *rec, const char *reason, const json_t *raw);
+HANDLER_NODISCARD int record_rejected(struct record *rec, const char *reason,
+                                      const json_t *raw);
 
 /* Setters copy `text`; NULL text clears the field. Return 0 or RESULT_NOMEM. */
-int record_set_string(struct record *rec, enum record_field field, const char *text);
+HANDLER_NODISCARD int record_set_string(struct record *rec, enum record_field field,
+                                        const char *text);
 void record_set_number(struct record *rec, enum record_field field, double number);
 void record_clear(struct record *rec, enum record_field field);
 
 /* Adds or replaces metric `name`. RESULT_TOOBIG once RECORD_MAX_METRICS are held. */
-int record_add_metric(struct record *rec, const char *name, double value);
+HANDLER_NODISCARD int record_add_metric(struct record *rec, const char *name,
+                                        double value);
 
 /* Borrowed string value or NULL; number getter returns false when unset. */
 const char *record_string(const struct record *rec, enum record_field field);
@@ -131,6 +136,6 @@ bool record_number(const struct record *rec, enum record_field field, double *ou
 /* {"name": ..., "record": {<set fields, numbers as numbers>}, "metrics": {...}}
  * ("metrics" only when there are any): the console line
  * and the shape the data-driven tests compare. New reference. */
-json_t *record_to_json(const struct record *rec);
+HANDLER_NODISCARD json_t *record_to_json(const struct record *rec);
 
 #endif

@@ -10,7 +10,7 @@
 
 /* Copies the next '/'-separated segment of *p into a new string and advances *p
  * past it. NULL when the segment is empty (or out of memory). */
-char *resource_path_segment(const char **p);
+HANDLER_NODISCARD char *resource_path_segment(const char **p);
 
 /* Splits an AML workspace resource id into its parts (malloc'd into the out_
  * pointers). Returns RESULT_INVALID when `id` is not a workspace resource id. */

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "base/result.h"
 #include "export/appinsights.h"
 #include "azure/http_client.h"
 #include "azure/retry.h"
@@ -23,9 +24,10 @@ struct appinsights_tuning {
   size_t dedup_capacity;     /* 0 = DEDUP_DEFAULT_CAPACITY */
 };
 
-int appinsights_exporter_new_with(const struct config *cfg, settings_getenv_fn getenv_fn,
-                                  void *ctx, const struct appinsights_tuning *tuning,
-                                  struct exporter **out, struct error_info *err);
+HANDLER_NODISCARD int
+appinsights_exporter_new_with(const struct config *cfg, settings_getenv_fn getenv_fn,
+                              void *ctx, const struct appinsights_tuning *tuning,
+                              struct exporter **out, struct error_info *err);
 
 /* NULL restores http_client_send() (see http_transport_fn). */
 void appinsights_exporter_set_transport_for_test(struct exporter *exp,

@@ -29,16 +29,18 @@ struct connection_string {
 };
 
 /* `setting` names the app setting in error messages (may be NULL). */
-int connection_string_parse(const char *text, const char *setting,
-                            struct connection_string *out, struct error_info *err);
+HANDLER_NODISCARD int connection_string_parse(const char *text, const char *setting,
+                                              struct connection_string *out,
+                                              struct error_info *err);
 
 struct authentication_string {
   bool aad;            /* Authorization=AAD */
   char client_id[128]; /* user-assigned identity; empty for system-assigned */
 };
 
-int authentication_string_parse(const char *text, struct authentication_string *out,
-                                struct error_info *err);
+HANDLER_NODISCARD int authentication_string_parse(const char *text,
+                                                  struct authentication_string *out,
+                                                  struct error_info *err);
 
 /* True for 8-4-4-4-12 hexadecimal digits. */
 bool connection_string_is_guid(const char *text);

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/result.h"
 #include "base/jsonx.h"
 #include "base/settings.h"
 #include "core/record.h"
@@ -46,9 +47,10 @@ struct telemetry_options {
 /* Fills role, role instance and legacy_traces from the environment; `ikey` is
  * copied. RESULT_INVALID (naming the setting) when HANDLER_LEGACY_TRACES is not
  * a boolean. */
-int telemetry_options_init(struct telemetry_options *out, const char *ikey,
-                           settings_getenv_fn getenv_fn, void *ctx,
-                           struct error_info *err);
+HANDLER_NODISCARD int telemetry_options_init(struct telemetry_options *out,
+                                             const char *ikey,
+                                             settings_getenv_fn getenv_fn, void *ctx,
+                                             struct error_info *err);
 
 /* Which envelopes of a record to build: the customEvent (every record), and the
  * run's measurement (metrics, request or dependency, legacy trace), which only
@@ -64,8 +66,9 @@ enum telemetry_parts {
 /* Appends the envelopes of `rec` selected by `parts` to `out`; `now_ms` (wall
  * clock) is the time of envelopes when the record carries none. Returns
  * RESULT_OK or RESULT_NOMEM. */
-int telemetry_envelopes(const struct telemetry_options *options, const struct record *rec,
-                        int64_t now_ms, unsigned parts, json_t *out);
+HANDLER_NODISCARD int telemetry_envelopes(const struct telemetry_options *options,
+                                          const struct record *rec, int64_t now_ms,
+                                          unsigned parts, json_t *out);
 
 /* The run id whose measurement `rec` would carry (TELEMETRY_RUN builds
  * something), or NULL: a terminal run, not rejected, with a run id. Borrowed. */

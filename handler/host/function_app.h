@@ -29,7 +29,8 @@ struct function_app {
 
 /* Loads the app at `root`. Fails with RESULT_INVALID when a function.json is
  * malformed or no folder has an eventGridTrigger binding. */
-int function_app_load(struct function_app *out, const char *root, struct error_info *err);
+HANDLER_NODISCARD int function_app_load(struct function_app *out, const char *root,
+                                        struct error_info *err);
 const struct function_def *function_app_find(const struct function_app *app,
                                              const char *name);
 void function_app_cleanup(struct function_app *app);

@@ -38,8 +38,8 @@ struct invocation {
 
 /* `binding` names the key under Data; when it is absent and Data has exactly one
  * key, that key is used. */
-int invocation_parse(const char *body, size_t len, const char *binding,
-                     struct invocation *out, struct error_info *err);
+HANDLER_NODISCARD int invocation_parse(const char *body, size_t len, const char *binding,
+                                       struct invocation *out, struct error_info *err);
 void invocation_cleanup(struct invocation *inv);
 
 #endif

@@ -49,8 +49,8 @@ struct server;
 
 /* Starts listening and serving. Returns RESULT_OK and *out_server, or RESULT_IO
  * with `err` saying why (port in use, ...). */
-int server_start(const struct server_options *options, struct server **out_server,
-                 struct error_info *err);
+HANDLER_NODISCARD int server_start(const struct server_options *options,
+                                   struct server **out_server, struct error_info *err);
 
 /* The port actually bound. */
 uint16_t server_port(const struct server *server);

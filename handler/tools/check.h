@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "base/result.h"
 #include "core/config.h"
 #include "azure/credential.h"
 #include "core/enricher.h"
@@ -30,7 +31,7 @@ struct check_subjects {
 };
 
 /* Prints one line per step to `out`; returns the number of failed steps. */
-int check_run(const struct check_subjects *subjects, FILE *out);
+HANDLER_NODISCARD int check_run(const struct check_subjects *subjects, FILE *out);
 
 /* The line for a step: "ok    step" or "FAIL  step: reason -- fix: hint". */
 void check_print(FILE *out, const char *step, int result, const char *reason,

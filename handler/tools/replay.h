@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "base/result.h"
 #include "core/pipeline.h"
 
 struct replay_summary {
@@ -26,7 +27,8 @@ struct replay_summary {
 
 /* Replays every file; writes progress lines and failures to `progress` (may be
  * NULL). Returns RESULT_OK when nothing failed. */
-int replay_files(struct pipeline *pipe, const char *const *paths, size_t count,
-                 int budget_ms, FILE *progress, struct replay_summary *out);
+HANDLER_NODISCARD int replay_files(struct pipeline *pipe, const char *const *paths,
+                                   size_t count, int budget_ms, FILE *progress,
+                                   struct replay_summary *out);
 
 #endif
