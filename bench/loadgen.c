@@ -1,5 +1,5 @@
 /* Load generator for the benchmarks: speaks the Functions host's invocation
- * protocol (PROTOCOLS.md section 1) to a handler on 127.0.0.1.
+ * protocol (docs/protocols.md §1) to a handler on 127.0.0.1.
  *
  *   loadgen run  --port P --concurrency C --events N [--steps S] [--failed-every F]
  *   loadgen cold --port P [--invoke] [--log FILE] -- EXECUTABLE [ARGS...]

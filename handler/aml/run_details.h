@@ -5,7 +5,7 @@
  * unit-tested with JSON fixtures (tests/data/aml/). The service's key casing is
  * not pinned down and some values arrive as numbers or strings, so every lookup
  * is case-insensitive and scalars are rendered as text where the record wants
- * text (PROTOCOLS.md §4).
+ * text (docs/protocols.md §4).
  *
  * Precedence: a value found in the run document replaces what the event said
  * (the service is the source of truth); fields the document does not carry keep

@@ -1,7 +1,7 @@
 /* The enricher interface: adds what the event alone does not say to a record.
  *
  * The AML client implements it (run details, parent pipeline run, metrics). The
- * processor calls it for run events after record_from_event(). Contract:
+ * pipeline calls it for run events after record_from_event(). Contract:
  *   - RESULT_OK: the record was completed, or could not be for a permanent reason
  *     (run not found, forbidden); either way the `enrichment` field says which
  *     ("ok", or why not) and the event is acknowledged.

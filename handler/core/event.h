@@ -4,7 +4,7 @@
  * CloudEvents 1.0) into a `struct aml_event`: the type, the workspace from the
  * topic, the ids from the subject, the payload's fields looked up
  * case-insensitively, and the pipeline hierarchy read from run tags and
- * properties (PROTOCOLS.md §3). Anything that is not a usable AML event is
+ * properties (docs/protocols.md §3). Anything that is not a usable AML event is
  * refused with RESULT_INVALID and a sentence in `err` saying why; the caller
  * records it as rejected.
  *

@@ -1,7 +1,7 @@
 /* The run record: a fixed table of named fields; see record.h.
  *
  * The field table below is the single place that names the keys users query
- * (INTERFACE.md), so outputs (console line, App Insights properties) and tests
+ * (docs/records.md), so outputs (console line, App Insights properties) and tests
  * all iterate it instead of spelling names again. */
 #include "core/record.h"
 

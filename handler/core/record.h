@@ -1,6 +1,6 @@
 /* The run record: what users query, one per AML event.
  *
- * A record is a fixed table of named fields (INTERFACE.md: the original sample's
+ * A record is a fixed table of named fields (docs/records.md: the original sample's
  * keys plus event_id, event_time, parent_run_id, queue_time_ms, error_code,
  * error_message, enrichment, and the ids of model and drift events). Each field
  * is a string or a number and is either set or unknown; unknown fields are left
@@ -43,7 +43,7 @@ enum record_field {
   REC_TARGET,
   REC_SCRIPT,
   REC_STATUS,
-  /* Added by this project (INTERFACE.md). */
+  /* Added by this project (docs/records.md). */
   REC_EVENT_ID,
   REC_EVENT_TIME,
   REC_PARENT_RUN_ID,

@@ -1,7 +1,7 @@
 /* The Application Insights connection string and authentication string.
  *
  * connection_string_parse() reads `key=value;...` as the official exporters do
- * (PROTOCOLS.md §6): keys case-insensitive, parts trimmed, empty parts skipped,
+ * (docs/protocols.md §6): keys case-insensitive, parts trimmed, empty parts skipped,
  * each part split on its first '='. InstrumentationKey must be a GUID. The
  * ingestion endpoint is IngestionEndpoint when given, else
  * https://[<Location>.]dc.<EndpointSuffix>, else https://dc.services.visualstudio.com;

@@ -1,7 +1,7 @@
 /* Telemetry: run records -> Application Insights envelopes. Pure.
  *
  * telemetry_envelopes() appends to a JSON array the envelopes one record
- * becomes (INTERFACE.md "Telemetry in Application Insights"):
+ * becomes (docs/queries.md, "What the handler sends"):
  *   - a customEvent (EventData) named after the record, every set field as a
  *     string property, durations and the run's logged metrics as measurements;
  *   - for a terminal run (Completed, Failed, Canceled): customMetrics

@@ -1,7 +1,7 @@
 """An emulator of the Azure Functions host for custom handlers, Event Grid trigger.
 
 Core Tools cannot run where this project is built and tested, so this module
-plays the host's part from the documented protocol (docs PROTOCOLS.md, sections
+plays the host's part from the documented protocol (docs/protocols.md, sections
 1 and 2): it reads the Function App (host.json, the function folders,
 local.settings.json), starts the handler executable with the host's environment
 and no arguments but those of host.json, waits until `GET /` answers, and POSTs

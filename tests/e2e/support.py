@@ -186,7 +186,7 @@ def _first(mapping, *keys):
 
 
 def expected_from_run(run, event=None):
-    """The record fields the run's details carry (INTERFACE.md names), computed
+    """The record fields the run's details carry (docs/records.md names), computed
     from the fixture; fields the run has no value for are absent. With `event`,
     `status` is the one the event reported: a record says what its event said,
     the run's current status fills in only for events without one."""

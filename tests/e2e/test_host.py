@@ -93,7 +93,7 @@ def records_of(host, event_id):
 
 
 def expected_record(event):
-    """The record fields INTERFACE.md promises for a run event of the sample."""
+    """The record fields docs/records.md promises for a run event of the sample."""
     data = event["data"]
     tags, props = data["runTags"], data["runProperties"]
     expected = {

@@ -1,5 +1,5 @@
 /* Unit tests of the App Insights connection and authentication strings: every
- * endpoint form of PROTOCOLS.md §6, the tokenizer's trimming and casing rules,
+ * endpoint form of docs/protocols.md §6, the tokenizer's trimming and casing rules,
  * and errors that name the setting without showing the key whole. */
 #include <setjmp.h>
 #include <stdarg.h>
