@@ -2,7 +2,7 @@
 
     python3 bench/run.py [--quick] [--skip-callgrind]
 
-Starts nginx (bench/nginx.py) as every upstream, then measures build-release/handler
+Starts nginx (bench/nginx.py) as every upstream, then measures build-bench/handler
 with bench/loadgen (the invocation protocol, keep-alive, C for precise latency):
 cold start, steady state at concurrency 1/8/64 (warn and info logging), memory,
 upstream economy (from nginx's access log) and instructions per event
@@ -34,7 +34,7 @@ import nginx  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
 BIN = OUT / "bin"
-HANDLER = Path(os.environ.get("BENCH_HANDLER") or REPO / "build-release" / "handler")
+HANDLER = Path(os.environ.get("BENCH_HANDLER") or REPO / "build-bench" / "handler")
 TICK = os.sysconf("SC_CLK_TCK")
 CHILDREN = []
 
