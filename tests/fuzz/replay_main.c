@@ -8,32 +8,20 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/files.h"
+
+#define REPLAY_MAX_INPUT (64u * 1024 * 1024)
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int replay_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "replay: cannot open %s\n", path);
+  char *buf = NULL;
+  size_t len = 0;
+  if (files_read(path, REPLAY_MAX_INPUT, &buf, &len, NULL) != RESULT_OK) {
+    fprintf(stderr, "replay: cannot read %s\n", path);
     return 1;
   }
-  size_t cap = 1 << 16, len = 0;
-  uint8_t *buf = malloc(cap);
-  size_t n;
-  while (buf && (n = fread(buf + len, 1, cap - len, f)) > 0) {
-    len += n;
-    if (len == cap) {
-      uint8_t *grown = realloc(buf, cap *= 2);
-      if (!grown) {
-        free(buf);
-        buf = NULL;
-      }
-      buf = grown;
-    }
-  }
-  fclose(f);
-  if (!buf)
-    return 1;
-  LLVMFuzzerTestOneInput(buf, len);
+  LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
   free(buf);
   return 0;
 }

@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "base/files.h"
 #include "core/config.h"
 #include "core/exporter.h"
 #include "host/function_app.h"
@@ -44,27 +45,15 @@
 /* The whole file, NUL-terminated (malloc'd), or NULL when it cannot be read. */
 static char *slurp(const char *dir, const char *name, size_t *out_len) {
   char path[1024];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "rb");
-  char *text = NULL;
-  if (!f)
+  int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (n < 0 || (size_t)n >= sizeof path)
     return NULL;
-  if (fseek(f, 0, SEEK_END) != 0)
-    goto done;
-  long size = ftell(f);
-  if (size < 0 || fseek(f, 0, SEEK_SET) != 0)
-    goto done;
-  text = malloc((size_t)size + 1);
-  if (!text || fread(text, 1, (size_t)size, f) != (size_t)size) {
-    free(text);
-    text = NULL;
-    goto done;
-  }
-  text[size] = '\0';
+  char *text = NULL;
+  size_t len = 0;
+  if (files_read(path, 64u * 1024 * 1024, &text, &len, NULL) != RESULT_OK)
+    return NULL;
   if (out_len)
-    *out_len = (size_t)size;
-done:
-  fclose(f);
+    *out_len = len;
   return text;
 }
 
