@@ -85,10 +85,6 @@ static const char *setting_with_aliases(settings_getenv_fn getenv_fn, void *ctx,
   return settings_first(getenv_fn, ctx, names, out_name);
 }
 
-static const char *setting(settings_getenv_fn getenv_fn, void *ctx, const char *name) {
-  return settings_get(getenv_fn, ctx, name);
-}
-
 bool config_parse_port(const char *text, uint16_t *out_port) {
   if (!text || !*text)
     return false;
@@ -128,7 +124,7 @@ static int add_workspace(struct config *cfg, const char *sub, const char *rg,
 
 static int load_workspaces(struct config *cfg, settings_getenv_fn getenv_fn, void *ctx,
                            struct error_info *err) {
-  const char *list = setting(getenv_fn, ctx, "AML_WORKSPACES");
+  const char *list = settings_get(getenv_fn, ctx, "AML_WORKSPACES");
   if (list) {
     char *copy = strdup(list), *save = NULL;
     if (!copy)
@@ -167,7 +163,7 @@ static int load_workspaces(struct config *cfg, settings_getenv_fn getenv_fn, voi
   const char *values[3];
   int given = 0;
   for (int i = 0; i < 3; i++)
-    given += (values[i] = setting(getenv_fn, ctx, names[i])) != NULL;
+    given += (values[i] = settings_get(getenv_fn, ctx, names[i])) != NULL;
   if (given == 0)
     return RESULT_OK;
   if (given < 3) {
@@ -203,7 +199,7 @@ int config_load(struct config *out, settings_getenv_fn getenv_fn, void *ctx,
   if (port)
     out->port_setting = port_name;
 
-  const char *root = setting(getenv_fn, ctx, "FUNCTIONS_APP_ROOT_PATH");
+  const char *root = settings_get(getenv_fn, ctx, "FUNCTIONS_APP_ROOT_PATH");
   if (!(out->app_root = strdup(root ? root : ".")))
     goto nomem;
 
@@ -219,18 +215,19 @@ int config_load(struct config *out, settings_getenv_fn getenv_fn, void *ctx,
     goto nomem;
   if (ai)
     out->appinsights_setting = ai_name;
-  const char *auth = setting(getenv_fn, ctx, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING");
+  const char *auth =
+      settings_get(getenv_fn, ctx, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING");
   if (auth && !(out->appinsights_authentication_string = strdup(auth)))
     goto nomem;
 
-  const char *level = setting(getenv_fn, ctx, "HANDLER_LOG_LEVEL");
+  const char *level = settings_get(getenv_fn, ctx, "HANDLER_LOG_LEVEL");
   if (level && (out->log_level = log_level_parse(level)) < 0) {
     r = error_set(err, RESULT_INVALID, "HANDLER_LOG_LEVEL",
                   "HANDLER_LOG_LEVEL is \"%.20s\"; use debug, info, warn, error or off",
                   level);
     goto fail;
   }
-  const char *budget = setting(getenv_fn, ctx, "HANDLER_INVOCATION_BUDGET_MS");
+  const char *budget = settings_get(getenv_fn, ctx, "HANDLER_INVOCATION_BUDGET_MS");
   if (budget) {
     char *end;
     long v = strtol(budget, &end, 10);
