@@ -64,13 +64,18 @@ static int take_string(const json_t *obj, const char *key, const char *where, ch
   return RESULT_OK;
 }
 
-/* A string from the run's tags or properties (either may hold it; tags win). */
-static char *lookup_tag(const json_t *tags, const json_t *props, const char *key) {
+/* A string from the run's tags or properties (either may hold it; tags win),
+ * copied into *out; *out stays NULL when neither has it. False when out of
+ * memory. */
+static bool lookup_tag(const json_t *tags, const json_t *props, const char *key,
+                       char **out) {
   char buf[64];
   const char *v = jsonx_scalar_ci(tags, key, buf, sizeof buf);
   if (!v || !*v)
     v = jsonx_scalar_ci(props, key, buf, sizeof buf);
-  return v && *v ? strdup(v) : NULL;
+  if (!v || !*v)
+    return true;
+  return (*out = strdup(v)) != NULL;
 }
 
 static int optional_object(const json_t *data, const char *key, const json_t **out,
@@ -143,18 +148,22 @@ static int parse_run(const json_t *data, struct aml_event *ev, struct error_info
     }
   }
 
-  if (!ev->run_type)
-    ev->run_type = lookup_tag(NULL, props, "azureml.runsource");
-  ev->pipeline_run_id = lookup_tag(tags, props, "azureml.pipelinerunid");
-  ev->node_id = lookup_tag(tags, props, "azureml.nodeid");
-  ev->step_type = lookup_tag(NULL, props, "StepType");
-  ev->compute_target_type = lookup_tag(NULL, props, "computeTargetType");
-  if (!ev->compute_target_type)
-    ev->compute_target_type = lookup_tag(NULL, props, "_azureml.ComputeTargetType");
-  ev->snapshot_id = lookup_tag(NULL, props, "ContentSnapshotId");
-  ev->target = lookup_tag(NULL, props, "azureml.target");
-
-  char *source = lookup_tag(NULL, props, "azureml.runsource");
+  char *source = NULL;
+  bool copied =
+      (ev->run_type || lookup_tag(NULL, props, "azureml.runsource", &ev->run_type)) &&
+      lookup_tag(tags, props, "azureml.pipelinerunid", &ev->pipeline_run_id) &&
+      lookup_tag(tags, props, "azureml.nodeid", &ev->node_id) &&
+      lookup_tag(NULL, props, "StepType", &ev->step_type) &&
+      lookup_tag(NULL, props, "computeTargetType", &ev->compute_target_type) &&
+      (ev->compute_target_type ||
+       lookup_tag(NULL, props, "_azureml.ComputeTargetType", &ev->compute_target_type)) &&
+      lookup_tag(NULL, props, "ContentSnapshotId", &ev->snapshot_id) &&
+      lookup_tag(NULL, props, "azureml.target", &ev->target) &&
+      lookup_tag(NULL, props, "azureml.runsource", &source);
+  if (!copied) {
+    free(source);
+    return error_set(err, RESULT_NOMEM, "", "out of memory");
+  }
   bool is_pipeline =
       (ev->run_type && strcasecmp(ev->run_type, "azureml.PipelineRun") == 0) ||
       (source && strcasecmp(source, "azureml.PipelineRun") == 0);
