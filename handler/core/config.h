@@ -33,7 +33,7 @@ struct config_setting {
   const char *aliases[2]; /* older names read when `name` is unset; NULL-padded */
   const char *module;     /* who reads it: "config", "credential", "aml", ... */
   const char *summary;    /* one line, for `handler --help` */
-  bool secret;            /* never logged or printed */
+  bool secret;            /* the value is a secret: never logged or printed */
 };
 
 /* Every setting the handler reads, in the order of the README's table:
