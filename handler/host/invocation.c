@@ -34,7 +34,6 @@ static json_t *decode_event(json_t *value, struct error_info *err) {
 int invocation_parse(const char *body, size_t len, const char *binding,
                      struct invocation *out, struct error_info *err) {
   memset(out, 0, sizeof *out);
-  out->retry_count = -1;
   int result;
   out->root = jsonx_parse(body, len, INVOCATION_MAX_DEPTH, &result, err);
   if (!out->root)
@@ -50,15 +49,6 @@ int invocation_parse(const char *body, size_t len, const char *binding,
         error_set(err, RESULT_INVALID, "Data", "the invocation body has no Data object");
     goto fail;
   }
-
-  json_t *metadata = json_object_get(out->root, "Metadata");
-  json_t *sys = json_object_get(metadata, "sys");
-  out->method_name = json_string_value(json_object_get(sys, "MethodName"));
-  out->utc_now = json_string_value(json_object_get(sys, "UtcNow"));
-  json_t *retry =
-      json_object_get(json_object_get(metadata, "RetryContext"), "RetryCount");
-  if (json_is_integer(retry))
-    out->retry_count = (int)json_integer_value(retry);
 
   out->raw_event = binding ? json_object_get(data, binding) : NULL;
   if (!out->raw_event && json_object_size(data) == 1) {
@@ -82,5 +72,4 @@ void invocation_cleanup(struct invocation *inv) {
   json_decref(inv->event);
   json_decref(inv->root);
   memset(inv, 0, sizeof *inv);
-  inv->retry_count = -1;
 }

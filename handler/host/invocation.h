@@ -3,7 +3,8 @@
  * Body: {"Data": {"<binding>": <event>}, "Metadata": {"data": ..., "sys":
  * {"MethodName", "UtcNow", "RandGuid"}, "RetryContext"?: {...}}}. The event
  * arrives as an object, or as a JSON string holding it (decoded once, and once
- * more when the result is again a string).
+ * more when the result is again a string). Metadata is not read: everything the
+ * handler needs is in the event.
  *
  * invocation_parse() separates two kinds of bad input: a body that is not an
  * invocation at all (not JSON, not an object, no Data object) fails with
@@ -31,9 +32,6 @@ struct invocation {
   json_t *event;     /* decoded event, NULL when it could not be decoded */
   json_t *raw_event; /* Data.<binding> as received (borrowed from root), or NULL */
   struct error_info event_error;
-  const char *method_name; /* Metadata.sys.MethodName, or NULL */
-  const char *utc_now;     /* Metadata.sys.UtcNow, or NULL */
-  int retry_count;         /* Metadata.RetryContext.RetryCount, or -1 */
 };
 
 /* `binding` names the key under Data; when it is absent and Data has exactly one

@@ -1,5 +1,5 @@
 /* Unit tests of the invocation payload: the event as object, string or
- * double-encoded string; bodies that are not invocations; Metadata. */
+ * double-encoded string; bodies that are not invocations. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,19 +27,6 @@ static void decodes_every_encoding(void **state) {
     assert_string_equal(json_string_value(json_object_get(inv.event, "id")), "e");
     invocation_cleanup(&inv);
   }
-}
-
-static void reads_metadata(void **state) {
-  const char *body =
-      "{\"Data\":{\"event\":{}},\"Metadata\":{\"sys\":{\"MethodName\":\"f\","
-      "\"UtcNow\":\"2024-01-01T00:00:00Z\"},\"RetryContext\":{\"RetryCount\":2}}}";
-  struct invocation inv;
-  struct error_info err;
-  assert_int_equal(parse(body, &inv, &err), RESULT_OK);
-  assert_string_equal(inv.method_name, "f");
-  assert_string_equal(inv.utc_now, "2024-01-01T00:00:00Z");
-  assert_int_equal(inv.retry_count, 2);
-  invocation_cleanup(&inv);
 }
 
 static void uses_the_only_binding_when_the_name_differs(void **state) {
@@ -83,7 +70,6 @@ static void an_undecodable_event_is_kept_for_the_rejected_record(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(decodes_every_encoding),
-      cmocka_unit_test(reads_metadata),
       cmocka_unit_test(uses_the_only_binding_when_the_name_differs),
       cmocka_unit_test(refuses_what_is_not_an_invocation),
       cmocka_unit_test(an_undecodable_event_is_kept_for_the_rejected_record),
