@@ -46,15 +46,16 @@ def make_certs(directory):
     d.mkdir(parents=True, exist_ok=True)
     ca, ca_key = d / "ca.pem", d / "ca.key"
     crt, key, csr, ext = d / "server.pem", d / "server.key", d / "server.csr", d / "ext.cnf"
-    if crt.exists() and ca.exists():
+    san = "subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost\n"
+    if crt.exists() and ca.exists() and ext.exists() and ext.read_text().startswith(san):
         return ca, crt, key
     run = lambda *a: subprocess.run(a, check=True, capture_output=True)
     run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
         "-out", str(ca), "-days", "2", "-subj", "/CN=handler bench CA")
     run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
         str(csr), "-subj", "/CN=127.0.0.1")
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                   "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+    # DNS:127.0.0.1 too: mbedTLS 2.28 checks a host only against dNSName entries.
+    ext.write_text(san + "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
                    "extendedKeyUsage=serverAuth\n")
     run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
         "-CAcreateserial", "-out", str(crt), "-days", "2", "-extfile", str(ext))

@@ -10,17 +10,17 @@
  * mutex per lock type, so a second handle's first connection still skips the DNS
  * lookup and the full TLS handshake. At most POOL_MAX_IDLE handles stay idle.
  *
- * Trusted roots. libcurl 7.88 parses the CA bundle into an X509_STORE per easy
- * handle (its CA cache lives in the handle's private multi), so with the
- * system bundle (~140 roots) every pooled handle held ~0.7 MB of parsed
- * certificates and paid ~190 M instructions (tens of ms) to load them. The
- * roots are instead loaded once into one OpenSSL X509_STORE (libcurl's TLS
- * backend here, and the only other library this file touches) that every TLS
- * context shares through CURLOPT_SSL_CTX_FUNCTION. They are loaded on the
- * first request, not at start, where the Functions host would wait for GET /
- * meanwhile. When they cannot be loaded, or the TLS backend is not OpenSSL,
- * libcurl loads the roots itself, as before, and reports what is wrong with
- * them on each request.
+ * Trusted roots. libcurl's mbedTLS backend parses its CA bundle into a fresh
+ * mbedtls_x509_crt for every TLS connection: with the system bundle (~140
+ * roots) that is tens of ms of CPU and ~0.5 MB per connection. The roots are
+ * instead parsed once, by the first request (not at start, where the
+ * Functions host would wait for GET / meanwhile), into one mbedtls_x509_crt
+ * that every TLS configuration shares through CURLOPT_SSL_CTX_FUNCTION
+ * (libcurl hands it the connection's mbedtls_ssl_config); libcurl is told to
+ * load no roots of its own. mbedTLS only reads a parsed chain while it
+ * verifies, so concurrent handshakes can share it. When the roots cannot be
+ * loaded, or the TLS backend is not mbedTLS, libcurl loads them itself, as
+ * before, and reports what is wrong with them on each request.
  *
  * Policy applied to every transfer (nothing in a request can change it): TLS peer
  * and host verification on, TLS 1.2 or later, HTTPS only -- except plain http://
@@ -44,10 +44,9 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509_vfy.h>
 #include <limits.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -71,8 +70,9 @@ static struct {
   bool initialized;
   CURLSH *share;
   pthread_mutex_t ca_lock;
-  bool ca_tried;        /* under ca_lock: load_ca_store() ran */
-  X509_STORE *ca_store; /* shared by every TLS context; NULL: libcurl loads roots */
+  bool ca_tried;             /* under ca_lock: load_ca_roots() ran */
+  bool ca_loaded;            /* ca_roots holds at least one certificate */
+  mbedtls_x509_crt ca_roots; /* shared by every TLS configuration, read-only */
   pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
   pthread_mutex_t pool_lock;
   CURL *idle[POOL_MAX_IDLE];
@@ -151,9 +151,9 @@ void http_client_global_cleanup(void) {
   client.idle_count = 0;
   curl_share_cleanup(client.share);
   client.share = NULL;
-  X509_STORE_free(client.ca_store);
-  client.ca_store = NULL;
-  client.ca_tried = false;
+  if (client.ca_tried)
+    mbedtls_x509_crt_free(&client.ca_roots);
+  client.ca_loaded = client.ca_tried = false;
   for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
     pthread_mutex_destroy(&client.share_locks[i]);
   free(client.ca_file);
@@ -163,11 +163,12 @@ void http_client_global_cleanup(void) {
   client.initialized = false;
 }
 
-/* Loads the trusted roots into client.ca_store when libcurl's TLS backend is
- * OpenSSL: SSL_CERT_FILE, else libcurl's compiled-in bundle and directory. */
-static int load_ca_store(struct error_info *err) {
+/* Parses the trusted roots into client.ca_roots when libcurl's TLS backend is
+ * mbedTLS: SSL_CERT_FILE, else libcurl's compiled-in bundle and directory. As
+ * libcurl does, a bundle counts if at least one certificate in it parses. */
+static int load_ca_roots(struct error_info *err) {
   const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-  if (!v->ssl_version || strncmp(v->ssl_version, "OpenSSL/", 8) != 0)
+  if (!v->ssl_version || strncmp(v->ssl_version, "mbedTLS/", 8) != 0)
     return RESULT_OK;
   const char *file = client.ca_file, *dir = NULL;
   CURL *probe = NULL;
@@ -179,38 +180,37 @@ static int load_ca_store(struct error_info *err) {
     curl_easy_getinfo(probe, CURLINFO_CAPATH, &dir);
   }
   int result = RESULT_OK;
-  if (!(client.ca_store = X509_STORE_new())) {
-    result = error_set(err, RESULT_NOMEM, "", "out of memory loading the CA store");
-  } else if (file && !X509_STORE_load_file(client.ca_store, file)) {
+  if (file && mbedtls_x509_crt_parse_file(&client.ca_roots, file) < 0) {
     result = error_set(err, RESULT_INVALID, client.ca_file ? "SSL_CERT_FILE" : "",
                        "no certificate could be loaded from the CA file %s", file);
-  } else if (dir && !X509_STORE_load_path(client.ca_store, dir)) {
+  } else if (dir && mbedtls_x509_crt_parse_path(&client.ca_roots, dir) < 0) {
     result = error_set(err, RESULT_INVALID, "", "cannot use the CA directory %s", dir);
   } else if (!file && !dir) {
     result = error_set(err, RESULT_INVALID, "SSL_CERT_FILE",
                        "libcurl has no default CA bundle: set SSL_CERT_FILE");
+  } else if (client.ca_roots.version == 0) {
+    result = error_set(err, RESULT_INVALID, client.ca_file ? "SSL_CERT_FILE" : "",
+                       "no certificate could be loaded from the CA file %s",
+                       file ? file : dir);
   }
-  if (result != RESULT_OK) {
-    X509_STORE_free(client.ca_store);
-    client.ca_store = NULL;
-  }
-  ERR_clear_error();
+  client.ca_loaded = result == RESULT_OK;
   curl_easy_cleanup(probe);
   return result;
 }
 
-/* The shared roots, loaded by the first caller; NULL: libcurl loads its own. */
-static X509_STORE *shared_roots(void) {
+/* The shared roots, parsed by the first caller; NULL: libcurl loads its own. */
+static mbedtls_x509_crt *shared_roots(void) {
   pthread_mutex_lock(&client.ca_lock);
   if (!client.ca_tried) {
     client.ca_tried = true;
+    mbedtls_x509_crt_init(&client.ca_roots);
     struct error_info err = {0};
-    if (load_ca_store(&err) != RESULT_OK)
+    if (load_ca_roots(&err) != RESULT_OK)
       log_warn("event=ca_store_unshared reason=\"%s\"", err.message);
   }
-  X509_STORE *store = client.ca_store;
+  mbedtls_x509_crt *roots = client.ca_loaded ? &client.ca_roots : NULL;
   pthread_mutex_unlock(&client.ca_lock);
-  return store;
+  return roots;
 }
 
 int http_client_global_init(const struct http_client_options *options,
@@ -413,9 +413,16 @@ nomem:
   return error_set(err, RESULT_NOMEM, "", "out of memory building request headers");
 }
 
-/* libcurl calls this for each new TLS context, after its own TLS options. */
-static CURLcode use_shared_roots(CURL *h, void *ssl_ctx, void *store) {
-  SSL_CTX_set1_cert_store(ssl_ctx, store);
+/* libcurl calls this for each new TLS connection with its mbedtls_ssl_config,
+ * after its own TLS options and before the handshake. libcurl's mbedTLS backend
+ * completes a handshake whatever the peer presents and rejects a bad peer
+ * afterwards (MBEDTLS_SSL_VERIFY_OPTIONAL); requiring verification instead ends
+ * the handshake itself with a fatal alert, before the client's Finished, as
+ * OpenSSL does. `roots`: the shared roots, or NULL when libcurl loaded its own. */
+static CURLcode tls_setup(CURL *h, void *ssl_config, void *roots) {
+  mbedtls_ssl_conf_authmode(ssl_config, MBEDTLS_SSL_VERIFY_REQUIRED);
+  if (roots)
+    mbedtls_ssl_conf_ca_chain(ssl_config, roots, NULL);
   return CURLE_OK;
 }
 
@@ -429,12 +436,12 @@ static void configure(CURL *h, const struct http_request *req, CURLU *url, bool 
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
   curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-  X509_STORE *roots = shared_roots();
+  mbedtls_x509_crt *roots = shared_roots();
+  curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, tls_setup);
+  curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, roots);
   if (roots) { /* the shared roots replace libcurl's own loading */
     curl_easy_setopt(h, CURLOPT_CAINFO, NULL);
     curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
-    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, use_shared_roots);
-    curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, roots);
   } else if (client.ca_file) { /* replaces the system bundle and directory */
     curl_easy_setopt(h, CURLOPT_CAINFO, client.ca_file);
     curl_easy_setopt(h, CURLOPT_CAPATH, NULL);

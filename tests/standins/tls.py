@@ -62,11 +62,13 @@ def create_pki(directory: pathlib.Path) -> Pki:
              "-out", "ca.pem", "-days", "2", "-subj", "/CN=AML handler stand-in CA",
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    # 127.0.0.1 also as a DNS name: mbedTLS 2.28 (the handler's TLS library)
+    # matches the host of a URL only against dNSName entries, not iPAddress ones.
     (d / "server.ext").write_text(
         "basicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        "subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost\n")
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
              "-out", "server.csr", "-subj", "/CN=localhost", cwd=d)
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
