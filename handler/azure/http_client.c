@@ -413,6 +413,30 @@ nomem:
   return error_set(err, RESULT_NOMEM, "", "out of memory building request headers");
 }
 
+/* TLS 1.2 suites offered, best first: forward secret and AEAD only, AES-GCM
+ * (AES-NI) ahead of ChaCha20-Poly1305. libcurl offers every suite mbedTLS has,
+ * CBC and static RSA included, and servers that follow the client's order
+ * picked ChaCha20 (about 450 k instructions per event here). Every Azure
+ * endpoint the handler calls accepts the ECDHE AES-GCM suites. */
+static const int tls_ciphersuites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0,
+};
+
+/* Key exchange groups, best first. mbedTLS's default list starts with
+ * secp521r1, which servers honouring the client's order then use: four times
+ * the cost of a P-256 or X25519 exchange per full handshake. The list also
+ * bounds the curves of ECDSA certificates, so P-384 and P-521 stay. */
+static const mbedtls_ecp_group_id tls_curves[] = {
+    MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_SECP521R1,  MBEDTLS_ECP_DP_NONE,
+};
+
 /* libcurl calls this for each new TLS connection with its mbedtls_ssl_config,
  * after its own TLS options and before the handshake. libcurl's mbedTLS backend
  * completes a handshake whatever the peer presents and rejects a bad peer
@@ -421,6 +445,8 @@ nomem:
  * OpenSSL does. `roots`: the shared roots, or NULL when libcurl loaded its own. */
 static CURLcode tls_setup(CURL *h, void *ssl_config, void *roots) {
   mbedtls_ssl_conf_authmode(ssl_config, MBEDTLS_SSL_VERIFY_REQUIRED);
+  mbedtls_ssl_conf_ciphersuites(ssl_config, tls_ciphersuites);
+  mbedtls_ssl_conf_curves(ssl_config, tls_curves);
   if (roots)
     mbedtls_ssl_conf_ca_chain(ssl_config, roots, NULL);
   return CURLE_OK;
