@@ -396,10 +396,12 @@ static int judge(const struct http_response *response, const char *what,
                    code[0] ? " " : "", code);
 }
 
-/* Sends and judges; on RESULT_OK *out_doc is the parsed JSON (new reference). */
+/* Sends and judges; on RESULT_OK *out_doc is the parsed JSON (new reference):
+ * only the members `select` names when it is not NULL. */
 static int fetch_json(struct call *call, const char *method, const char *url,
                       const char *body, bool with_token, const char *what,
-                      json_t **out_doc, struct error_info *err) {
+                      const struct jsonx_select *select, json_t **out_doc,
+                      struct error_info *err) {
   struct http_response response;
   *out_doc = NULL;
   int result = send_request(call, method, url, body, with_token, &response, err);
@@ -409,8 +411,8 @@ static int fetch_json(struct call *call, const char *method, const char *url,
   }
   if ((result = judge(&response, what, err)) != RESULT_OK)
     goto done;
-  *out_doc = jsonx_parse(response.body ? response.body : "", response.body_len,
-                         JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
+  *out_doc = jsonx_parse_select(response.body ? response.body : "", response.body_len,
+                                JSONX_DEFAULT_MAX_DEPTH, select, NULL, NULL);
   if (!json_is_object(*out_doc)) {
     json_decref(*out_doc);
     *out_doc = NULL;
@@ -434,7 +436,7 @@ static int discover(struct call *call, char **out_api, struct error_info *err) {
   if (!url)
     goto done;
   atomic_fetch_add(&c->discovery_requests, 1);
-  result = fetch_json(call, "GET", url, NULL, true, "workspace", &workspace, err);
+  result = fetch_json(call, "GET", url, NULL, true, "workspace", NULL, &workspace, err);
   if (result != RESULT_OK)
     goto done;
   const char *discovery_url =
@@ -449,7 +451,7 @@ static int discover(struct call *call, char **out_api, struct error_info *err) {
     goto done;
   }
   atomic_fetch_add(&c->discovery_requests, 1);
-  result = fetch_json(call, "GET", discovery_url, NULL, false, "discovery document",
+  result = fetch_json(call, "GET", discovery_url, NULL, false, "discovery document", NULL,
                       &discovery, err);
   if (result != RESULT_OK)
     goto done;
@@ -519,7 +521,8 @@ static int get_run(struct call *call, const char *api, const char *experiment_id
   if (!tail || !(url = history_url(call, api, "history/v1.0", tail)))
     goto done;
   atomic_fetch_add(&call->client->run_requests, 1);
-  result = fetch_json(call, "GET", url, NULL, true, what, out_doc, err);
+  result =
+      fetch_json(call, "GET", url, NULL, true, what, run_details_select, out_doc, err);
 done:
   free(run);
   free(exp);
@@ -607,7 +610,7 @@ static void add_metrics(struct call *call, const char *api, struct record *rec) 
       !(url = history_url(call, api, "metric/v2.0", tail)))
     goto done;
   atomic_fetch_add(&c->metric_requests, 1);
-  result = fetch_json(&sub, "POST", url, "{}", true, "metrics list", &list, &err);
+  result = fetch_json(&sub, "POST", url, "{}", true, "metrics list", NULL, &list, &err);
   if (result != RESULT_OK)
     goto done;
   size_t room = RECORD_MAX_METRICS - rec->metric_count;
@@ -630,7 +633,8 @@ static void add_metrics(struct call *call, const char *api, struct record *rec) 
       goto done;
     }
     atomic_fetch_add(&c->metric_requests, 1);
-    result = fetch_json(&sub, "POST", url, text, true, "metric values", &full, &err);
+    result =
+        fetch_json(&sub, "POST", url, text, true, "metric values", NULL, &full, &err);
     free(text);
     double value;
     if (result == RESULT_OK && run_details_last_metric(full, names[i], &value) &&

@@ -56,6 +56,42 @@ static const struct mapping parent_fields[] = {
       P("properties", "computeTargetType")}},
 };
 
+/* Every member the functions below read from a Run or RunDetails document
+ * (the paths of the tables above, the times, the error, the hierarchy); a
+ * test parses documents both ways and compares the records. */
+#define S(...) ((const struct jsonx_select[]){__VA_ARGS__, {NULL, NULL}})
+const struct jsonx_select run_details_select[] = {
+    {"status", NULL},
+    {"runType", NULL},
+    {"runId", NULL},
+    {"parentRunId", NULL},
+    {"displayName", NULL},
+    {"experimentId", NULL},
+    {"target", NULL},
+    {"scriptName", NULL},
+    {"snapshotId", NULL},
+    {"createdTimeUtc", NULL},
+    {"createdUtc", NULL},
+    {"startTimeUtc", NULL},
+    {"effectiveStartTimeUtc", NULL},
+    {"endTimeUtc", NULL},
+    {"error", NULL},
+    {"compute", S({"target", NULL}, {"targetType", NULL})},
+    {"runTypeV2", S({"computeType", NULL})},
+    {"properties",
+     S({"azureml.runsource", NULL}, {"_azureml.ComputeTargetType", NULL},
+       {"computeTargetType", NULL}, {"ContentSnapshotId", NULL}, {"StepType", NULL},
+       {"azureml.nodeid", NULL}, {"azureml.pipelinerunid", NULL})},
+    {"tags", S({"computeTargetType", NULL}, {"StepType", NULL}, {"azureml.nodeid", NULL},
+               {"azureml.pipelinerunid", NULL})},
+    {"runDefinition",
+     S({"target", NULL}, {"script", NULL}, {"snapshotId", NULL},
+       {"environment",
+        S({"image", NULL}, {"docker", S({"baseImage", NULL}, {"image", NULL})})})},
+    {NULL, NULL},
+};
+#undef S
+
 /* The non-empty scalar at `path` as text (numbers rendered into buf), or NULL. */
 static const char *text_at(const json_t *doc, const char *const *path, char *buf,
                            size_t size) {

@@ -25,6 +25,10 @@
 #include "base/jsonx.h"
 #include "core/record.h"
 
+/* The members of a Run or RunDetails document the functions here read: parse
+ * with jsonx_parse_select(..., run_details_select, ...) to build only those. */
+extern const struct jsonx_select run_details_select[];
+
 /* Maps a RunDetails or Run document onto `rec`: status, run type, target,
  * compute target type, times (start, end, execution and queue time), docker
  * image, script, snapshot id, step type, node id, parent run id, display name,

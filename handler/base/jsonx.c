@@ -1,6 +1,7 @@
 /* Capped JSON parsing and lookups over jansson; see jsonx.h. */
 #include "base/jsonx.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -59,6 +60,276 @@ done:
     *out_result = result;
   return value;
 }
+
+/* ---- the selecting parse ---- */
+
+/* A cursor over validated text. `ok` turns false at the first byte the scanner
+ * cannot vouch for; the caller then hands the whole text to jansson. */
+struct scan {
+  const unsigned char *p, *end;
+  bool ok;
+};
+
+static void skip_ws(struct scan *s) {
+  while (s->p < s->end &&
+         (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+    s->p++;
+}
+
+static bool fail(struct scan *s) {
+  s->ok = false;
+  return false;
+}
+
+/* One UTF-8 sequence starting at a byte >= 0x80: well-formed, shortest form,
+ * no surrogates, at most U+10FFFF (what jansson's utf8_check accepts). */
+static bool scan_utf8(struct scan *s) {
+  const unsigned char *p = s->p;
+  unsigned c = *p, n;
+  uint32_t cp;
+  if (c >= 0xC2 && c <= 0xDF)
+    n = 1, cp = c & 0x1F;
+  else if (c >= 0xE0 && c <= 0xEF)
+    n = 2, cp = c & 0x0F;
+  else if (c >= 0xF0 && c <= 0xF4)
+    n = 3, cp = c & 0x07;
+  else
+    return fail(s);
+  if ((size_t)(s->end - p) <= n)
+    return fail(s);
+  for (unsigned i = 1; i <= n; i++) {
+    if ((p[i] & 0xC0) != 0x80)
+      return fail(s);
+    cp = (cp << 6) | (p[i] & 0x3F);
+  }
+  if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+      (cp >= 0xD800 && cp <= 0xDFFF))
+    return fail(s);
+  s->p += n + 1;
+  return true;
+}
+
+/* A string at s->p (the opening quote). *escaped: it holds a backslash. */
+static bool scan_string(struct scan *s, bool *escaped) {
+  *escaped = false;
+  s->p++;
+  while (s->p < s->end) {
+    unsigned char c = *s->p;
+    if (c == '"') {
+      s->p++;
+      return true;
+    }
+    if (c < 0x20)
+      return fail(s);
+    if (c == '\\') {
+      *escaped = true;
+      if (s->end - s->p < 2 || !strchr("\"\\/bfnrt", s->p[1]) || !s->p[1])
+        return fail(s); /* \u and anything else: jansson decides */
+      s->p += 2;
+    } else if (c >= 0x80) {
+      if (!scan_utf8(s))
+        return false;
+    } else {
+      s->p++;
+    }
+  }
+  return fail(s);
+}
+
+static size_t scan_digits(struct scan *s) {
+  const unsigned char *start = s->p;
+  while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+    s->p++;
+  return (size_t)(s->p - start);
+}
+
+/* A number jansson reads to the same value: at most 18 integer digits (no
+ * long long overflow), at most 2 exponent digits (no double overflow). */
+static bool scan_number(struct scan *s) {
+  if (*s->p == '-')
+    s->p++;
+  if (s->p >= s->end)
+    return fail(s);
+  const unsigned char *int_start = s->p;
+  size_t digits = scan_digits(s);
+  if (digits == 0 || digits > 18 || (digits > 1 && *int_start == '0'))
+    return fail(s);
+  if (s->p < s->end && *s->p == '.') {
+    s->p++;
+    if (scan_digits(s) == 0)
+      return fail(s);
+  }
+  if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+    s->p++;
+    if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+      s->p++;
+    size_t e = scan_digits(s);
+    if (e == 0 || e > 2)
+      return fail(s);
+  }
+  return true;
+}
+
+static bool scan_word(struct scan *s, const char *word, size_t len) {
+  if ((size_t)(s->end - s->p) < len || memcmp(s->p, word, len) != 0)
+    return fail(s);
+  s->p += len;
+  return true;
+}
+
+static bool scan_value(struct scan *s, const struct jsonx_select *select, json_t **out);
+
+/* The selected members of the object at s->p into *out (a new object), when
+ * out is not NULL; otherwise only checks it. */
+static bool scan_object(struct scan *s, const struct jsonx_select *select, json_t **out) {
+  s->p++;
+  skip_ws(s);
+  if (s->p < s->end && *s->p == '}') {
+    s->p++;
+    return true;
+  }
+  for (;;) {
+    if (s->p >= s->end || *s->p != '"')
+      return fail(s);
+    const char *key = (const char *)s->p + 1;
+    bool escaped;
+    if (!scan_string(s, &escaped))
+      return false;
+    size_t key_len = (size_t)((const char *)s->p - key) - 1;
+    const struct jsonx_select *wanted = NULL;
+    if (out) {
+      if (escaped)
+        return fail(s); /* an escaped key: let jansson decode it */
+      for (const struct jsonx_select *m = select; m->key; m++) {
+        if (strlen(m->key) == key_len && strncasecmp(m->key, key, key_len) == 0) {
+          wanted = m;
+          break;
+        }
+      }
+    }
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != ':')
+      return fail(s);
+    s->p++;
+    skip_ws(s);
+    json_t *value = NULL;
+    if (!scan_value(s, wanted ? wanted->sub : NULL, wanted ? &value : NULL))
+      return false;
+    if (value) {
+      char name[128];
+      if (key_len >= sizeof name) {
+        json_decref(value);
+        return fail(s);
+      }
+      memcpy(name, key, key_len);
+      name[key_len] = '\0';
+      if (json_object_set_new(*out, name, value) != 0)
+        return fail(s);
+    }
+    skip_ws(s);
+    if (s->p < s->end && *s->p == ',') {
+      s->p++;
+      skip_ws(s);
+      continue;
+    }
+    if (s->p < s->end && *s->p == '}') {
+      s->p++;
+      return true;
+    }
+    return fail(s);
+  }
+}
+
+static bool scan_array(struct scan *s) {
+  s->p++;
+  skip_ws(s);
+  if (s->p < s->end && *s->p == ']') {
+    s->p++;
+    return true;
+  }
+  for (;;) {
+    if (!scan_value(s, NULL, NULL))
+      return false;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == ',') {
+      s->p++;
+      skip_ws(s);
+      continue;
+    }
+    if (s->p < s->end && *s->p == ']') {
+      s->p++;
+      return true;
+    }
+    return fail(s);
+  }
+}
+
+/* One value at s->p. With `out`: an object with `select` keeps only those
+ * members; any other value (or no `select`) is built whole by jansson from
+ * its own, already checked, bytes. */
+static bool scan_value(struct scan *s, const struct jsonx_select *select, json_t **out) {
+  if (s->p >= s->end)
+    return fail(s);
+  const unsigned char *start = s->p;
+  bool escaped, done;
+  switch (*s->p) {
+    case '{':
+      if (out && select) {
+        if (!(*out = json_object()))
+          return fail(s);
+        if (scan_object(s, select, out))
+          return true;
+        json_decref(*out);
+        *out = NULL;
+        return false;
+      }
+      done = scan_object(s, NULL, NULL);
+      break;
+    case '[':
+      done = scan_array(s);
+      break;
+    case '"':
+      done = scan_string(s, &escaped);
+      break;
+    case 't':
+      done = scan_word(s, "true", 4);
+      break;
+    case 'f':
+      done = scan_word(s, "false", 5);
+      break;
+    case 'n':
+      done = scan_word(s, "null", 4);
+      break;
+    default:
+      done = (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) ? scan_number(s) : fail(s);
+  }
+  if (!done || !out)
+    return done;
+  *out = json_loadb((const char *)start, (size_t)(s->p - start), JSON_DECODE_ANY, NULL);
+  return *out ? true : fail(s);
+}
+
+json_t *jsonx_parse_select(const char *text, size_t len, int max_depth,
+                           const struct jsonx_select *select, int *out_result,
+                           struct error_info *err) {
+  if (!text || len == 0 || !select || jsonx_depth(text, len, max_depth) > max_depth)
+    return jsonx_parse(text, len, max_depth, out_result, err);
+  struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, true};
+  json_t *value = NULL;
+  skip_ws(&s);
+  if (s.p < s.end && *s.p == '{' && scan_value(&s, select, &value)) {
+    skip_ws(&s);
+    if (s.p == s.end) {
+      if (out_result)
+        *out_result = RESULT_OK;
+      return value;
+    }
+  }
+  json_decref(value);
+  return jsonx_parse(text, len, max_depth, out_result, err);
+}
+
+/* ---- lookups ---- */
 
 json_t *jsonx_get_ci(const json_t *object, const char *key) {
   if (!json_is_object(object) || !key)

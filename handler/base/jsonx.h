@@ -29,6 +29,26 @@
 HANDLER_NODISCARD json_t *jsonx_parse(const char *text, size_t len, int max_depth,
                                       int *out_result, struct error_info *err);
 
+/* Which members of an object to keep: each entry names a member (matched
+ * case-insensitively, so jsonx_get_ci finds what it would in the whole
+ * document); `sub`, when not NULL, keeps only those members of it when it is an
+ * object (any other value is kept whole). An array ends with {NULL, NULL}. */
+struct jsonx_select {
+  const char *key;
+  const struct jsonx_select *sub;
+};
+
+/* jsonx_parse for a document of which the caller reads a few members: the
+ * result, and the error on bad input, are exactly jsonx_parse's, except that
+ * when the value is an object only the members `select` names are built.
+ * The rest is checked by a scanner that builds nothing (jansson builds a value
+ * for every byte; that was most of the handler's instructions per event). Any
+ * text the scanner cannot vouch for (a \u escape, a number that may overflow,
+ * anything invalid) goes to jsonx_parse unchanged. */
+json_t *jsonx_parse_select(const char *text, size_t len, int max_depth,
+                           const struct jsonx_select *select, int *out_result,
+                           struct error_info *err);
+
 /* The deepest nesting of arrays/objects in `text`, counting strings correctly;
  * stops counting (and returns max_depth + 1) as soon as max_depth is exceeded. */
 int jsonx_depth(const char *text, size_t len, int max_depth);

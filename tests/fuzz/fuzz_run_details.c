@@ -1,10 +1,13 @@
 /* Fuzz target: run history documents (RunDetails, Run, the parent pipeline run)
  * and metrics v2 answers, as arbitrary JSON, mapped onto records the way the
  * AML client does: apply, apply_parent, the error reader, metric names and each
- * metric's last value. The records are then serialised. */
+ * metric's last value. The records are then serialised. Differential: the
+ * selecting parse (jsonx_parse_select with run_details_select) must accept
+ * exactly what the whole parse accepts, and give the same records. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fuzz_util.h"
 #include "base/jsonx.h"
@@ -14,10 +17,40 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The records run_details makes of `doc`, serialised. */
+static char *records_of(const json_t *doc) {
+  struct record step, plain;
+  record_init(&step);
+  record_init(&plain);
+  record_set_string(&step, REC_RUN_ID, "step-1");
+  record_set_string(&step, REC_STATUS, "Completed");
+  run_details_apply(&step, doc);
+  run_details_apply_parent(&step, doc);
+  run_details_apply(&plain, doc);
+  json_t *both = json_pack("[oo]", record_to_json(&step), record_to_json(&plain));
+  char *text = jsonx_dump(both);
+  json_decref(both);
+  record_cleanup(&step);
+  record_cleanup(&plain);
+  return text;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_quiet();
-  json_t *doc =
-      jsonx_parse((const char *)data, size, JSONX_DEFAULT_MAX_DEPTH, NULL, NULL);
+  int r1 = -1, r2 = -1;
+  json_t *doc = jsonx_parse((const char *)data, size, JSONX_DEFAULT_MAX_DEPTH, &r1, NULL);
+  json_t *some = jsonx_parse_select((const char *)data, size, JSONX_DEFAULT_MAX_DEPTH,
+                                    run_details_select, &r2, NULL);
+  if (!doc != !some || r1 != r2)
+    abort();
+  if (some) {
+    char *a = records_of(doc), *b = records_of(some);
+    if (!a || !b || strcmp(a, b) != 0)
+      abort();
+    free(a);
+    free(b);
+    json_decref(some);
+  }
   if (!doc)
     return 0;
 

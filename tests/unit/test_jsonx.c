@@ -73,6 +73,105 @@ static void dumps_compactly(void **state) {
   json_decref(v);
 }
 
+static const struct jsonx_select env_select[] = {{"image", NULL}, {NULL, NULL}};
+static const struct jsonx_select def_select[] = {
+    {"script", NULL}, {"environment", env_select}, {NULL, NULL}};
+static const struct jsonx_select run_select[] = {
+    {"status", NULL}, {"tags", NULL}, {"runDefinition", def_select}, {NULL, NULL}};
+
+static json_t *parse_select(const char *text, int *result, struct error_info *err) {
+  return jsonx_parse_select(text, strlen(text), 8, run_select, result, err);
+}
+
+static void select_builds_only_the_named_members(void **state) {
+  int r = -1;
+  struct error_info err;
+  json_t *v = parse_select(
+      "{\"STATUS\":\"Completed\",\"logFiles\":{\"a\":\"https://"
+      "x\"},\"tags\":{\"k\":[1,2.5e3]},"
+      "\"runDefinition\":{\"script\":\"train.py\",\"arguments\":[\"--lr\",0.1],"
+      "\"environment\":{\"image\":\"img\",\"python\":{\"deps\":null}}},\"n\":-0.5}",
+      &r, &err);
+  assert_non_null(v);
+  assert_int_equal(r, RESULT_OK);
+  char *text = jsonx_dump(v);
+  /* the casing of the document is kept, unnamed members are gone, a member
+   * without a sub-selection is whole */
+  assert_string_equal(
+      text, "{\"STATUS\":\"Completed\",\"tags\":{\"k\":[1,2500.0]},\"runDefinition\":{"
+            "\"script\":\"train.py\",\"environment\":{\"image\":\"img\"}}}");
+  free(text);
+  json_decref(v);
+
+  /* a selected member that is not an object is kept whole; a root that is
+   * not an object is parsed whole */
+  v = parse_select("{\"runDefinition\":[1,{\"x\":2}]}", &r, &err);
+  text = jsonx_dump(v);
+  assert_string_equal(text, "{\"runDefinition\":[1,{\"x\":2}]}");
+  free(text);
+  json_decref(v);
+  v = parse_select(" [\"a\", {\"b\": true}] ", &r, &err);
+  text = jsonx_dump(v);
+  assert_string_equal(text, "[\"a\",{\"b\":true}]");
+  free(text);
+  json_decref(v);
+}
+
+/* Whatever jsonx_parse says of a text, jsonx_parse_select says too: the same
+ * refusal with the same sentence, or a value. */
+static void select_refuses_what_parse_refuses(void **state) {
+  static const char *const texts[] = {
+      "{\"status\":\"ok\",\"x\":\"\xff\"}", /* bad UTF-8 where unread */
+      "{\"x\":\"\xed\xa0\x80\"}",           /* a UTF-16 surrogate */
+      "{\"x\":\"\xc0\xaf\"}",               /* overlong */
+      "{\"x\":\"\xf4\x90\x80\x80\"}",       /* above U+10FFFF */
+      "{\"x\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}", /* good UTF-8 */
+      "{\"x\":\"a\tb\"}",                                      /* raw control character */
+      "{\"x\":\"\\u0000\"}",                                   /* NUL escape */
+      "{\"x\":\"\\ud800\"}",                                   /* lone surrogate escape */
+      "{\"x\":\"\\u00e9\\n\\\"\"}",                            /* good escapes */
+      "{\"x\":\"\\q\"}",                                       /* bad escape */
+      "{\"x\":01}",
+      "{\"x\":-}",
+      "{\"x\":1.}",
+      "{\"x\":1e}",
+      "{\"x\":.5}",
+      "{\"x\":123456789012345678901234}",                /* integer overflow */
+      "{\"x\":1e400}",                                   /* real overflow */
+      "{\"x\":1.5e-3,\"y\":-0,\"z\":12345678901234567}", /* fine numbers */
+      "{\"x\":tru}",
+      "{\"x\":nul}",
+      "{\"x\":[1,]}",
+      "{\"x\":{\"a\":1,}}",
+      "{\"x\":1}x",
+      "{\"x\":1} {}",
+      "{\"x\" 1}",
+      "{x:1}",
+      "{\"x\":1",
+      "{\"status\":\"a\",\"status\":\"b\"}", /* duplicate: last wins */
+      "{\"st\\u0061tus\":\"escaped key\"}",
+      "{\"status\":\"ok\"}\n\t ",
+      "{}",
+      "\"just a string\"",
+      "{\"tags\":[[[[[[[[[1]]]]]]]]]}", /* deeper than 8 */
+  };
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+    int r1 = -1, r2 = -2;
+    struct error_info e1 = {0}, e2 = {0};
+    json_t *full = jsonx_parse(texts[i], strlen(texts[i]), 8, &r1, &e1);
+    json_t *some = parse_select(texts[i], &r2, &e2);
+    assert_int_equal(r1, r2);
+    assert_int_equal(full == NULL, some == NULL);
+    assert_string_equal(e1.message, e2.message);
+    /* the selected members have the same values */
+    const char *status1 = jsonx_string_ci(full, "status");
+    const char *status2 = jsonx_string_ci(some, "status");
+    assert_true(status1 == status2 || (status1 && status2 && !strcmp(status1, status2)));
+    json_decref(full);
+    json_decref(some);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(parses_and_reports_errors),
@@ -80,6 +179,8 @@ int main(void) {
       cmocka_unit_test(looks_up_keys_case_insensitively),
       cmocka_unit_test(exact_key_wins_over_other_casings),
       cmocka_unit_test(dumps_compactly),
+      cmocka_unit_test(select_builds_only_the_named_members),
+      cmocka_unit_test(select_refuses_what_parse_refuses),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -259,6 +259,56 @@ static void metrics(void **state) {
   json_decref(full);
 }
 
+/* The record a document gives, as JSON text: the run applied to a step's and a
+ * plain run's event record, and the document as a parent of a bare step. */
+static char *records_from(const json_t *doc) {
+  struct record step, plain, child;
+  event_record(&step, "step-1", RUN_KIND_STEP);
+  event_record(&plain, "run-1", RUN_KIND_PLAIN);
+  event_record(&child, "child-1", RUN_KIND_STEP);
+  assert_int_equal(run_details_apply(&step, doc), RESULT_OK);
+  assert_int_equal(run_details_apply(&plain, doc), RESULT_OK);
+  assert_int_equal(run_details_apply_parent(&child, doc), RESULT_OK);
+  json_t *all = json_pack("[ooo]", record_to_json(&step), record_to_json(&plain),
+                          record_to_json(&child));
+  char *text = jsonx_dump(all);
+  json_decref(all);
+  record_cleanup(&step);
+  record_cleanup(&plain);
+  record_cleanup(&child);
+  return text;
+}
+
+/* run_details_select names every member the mapping reads: each fixture gives
+ * the same records parsed whole and parsed with the selection. */
+static void selection_reads_what_the_mapping_reads(void **state) {
+  static const char *const fixtures[] = {
+      "failed_run_details.json",   "missing_fields_details.json",
+      "odd_casing_details.json",   "parent_run_document.json",
+      "pipeline_run_details.json", "plain_run_details.json",
+      "run_document.json",         "step_run_details.json",
+  };
+  for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
+    json_t *whole = load(fixtures[i]);
+    char *text = json_dumps(whole, 0);
+    struct error_info err;
+    json_t *some = jsonx_parse_select(text, strlen(text), JSONX_DEFAULT_MAX_DEPTH,
+                                      run_details_select, NULL, &err);
+    assert_non_null(some);
+    char *expected = records_from(whole), *got = records_from(some);
+    if (strcmp(expected, got) != 0)
+      fail_msg("%s:\n whole:    %s\n selected: %s", fixtures[i], expected, got);
+    char *kept = json_dumps(some, 0);
+    assert_true(strlen(kept) <= strlen(text));
+    free(kept);
+    free(expected);
+    free(got);
+    free(text);
+    json_decref(some);
+    json_decref(whole);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(plain_run),
@@ -270,6 +320,7 @@ int main(void) {
       cmocka_unit_test(odd_casing_and_numbers),
       cmocka_unit_test(missing_fields_keep_the_event),
       cmocka_unit_test(metrics),
+      cmocka_unit_test(selection_reads_what_the_mapping_reads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
