@@ -31,11 +31,25 @@ static json_t *decode_event(json_t *value, struct error_info *err) {
   return current;
 }
 
-int invocation_parse(const char *body, size_t len, const char *binding,
-                     struct invocation *out, struct error_info *err) {
+/* What invocation_parse reads: Data whole (the event under its binding), and
+ * two members of Metadata. The host's Metadata also repeats the event's data
+ * object ("data"), which is skipped, not built. */
+static const struct jsonx_select sys_select[] = {
+    {"MethodName", NULL}, {"UtcNow", NULL}, {NULL, NULL}};
+static const struct jsonx_select retry_select[] = {{"RetryCount", NULL}, {NULL, NULL}};
+static const struct jsonx_select metadata_select[] = {
+    {"sys", sys_select}, {"RetryContext", retry_select}, {NULL, NULL}};
+static const struct jsonx_select body_select[] = {
+    {"Data", NULL}, {"Metadata", metadata_select}, {NULL, NULL}};
+
+/* invocation_parse, with the body built whole or only what is read. */
+static int parse_body(const char *body, size_t len, const char *binding, bool whole,
+                      struct invocation *out, struct error_info *err) {
   memset(out, 0, sizeof *out);
   int result;
-  out->root = jsonx_parse(body, len, INVOCATION_MAX_DEPTH, &result, err);
+  out->root = whole ? jsonx_parse(body, len, INVOCATION_MAX_DEPTH, &result, err)
+                    : jsonx_parse_select(body, len, INVOCATION_MAX_DEPTH, body_select,
+                                         &result, err);
   if (!out->root)
     return result;
   if (!json_is_object(out->root)) {
@@ -65,6 +79,17 @@ int invocation_parse(const char *body, size_t len, const char *binding,
   return RESULT_OK;
 fail:
   invocation_cleanup(out);
+  return result;
+}
+
+int invocation_parse(const char *body, size_t len, const char *binding,
+                     struct invocation *out, struct error_info *err) {
+  int result = parse_body(body, len, binding, false, out, err);
+  if (result == RESULT_OK && !out->raw_event) {
+    /* No event: the whole body is what the rejected record carries. */
+    invocation_cleanup(out);
+    result = parse_body(body, len, binding, true, out, err);
+  }
   return result;
 }
 

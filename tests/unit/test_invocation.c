@@ -67,12 +67,40 @@ static void an_undecodable_event_is_kept_for_the_rejected_record(void **state) {
   invocation_cleanup(&inv);
 }
 
+/* The host repeats the event's data in Metadata.data: with an event it is
+ * not built (the handler never reads it); without one, the whole body is kept
+ * for the rejected record. */
+static void builds_metadata_data_only_for_a_rejected_record(void **state) {
+  struct invocation inv;
+  struct error_info err;
+  assert_int_equal(parse("{\"Data\":{\"event\":{\"id\":\"e\"}},\"Metadata\":{\"data\":"
+                         "{\"big\":[1,2,3]},\"sys\":{\"MethodName\":\"f\"}}}",
+                         &inv, &err),
+                   RESULT_OK);
+  json_t *metadata = json_object_get(inv.root, "Metadata");
+  assert_null(json_object_get(metadata, "data"));
+  assert_string_equal(inv.method_name, "f");
+  invocation_cleanup(&inv);
+
+  assert_int_equal(
+      parse("{\"Data\":{\"a\":1,\"b\":2},\"Metadata\":{\"data\":{\"big\":[1]},"
+            "\"sys\":{\"MethodName\":\"f\"}}}",
+            &inv, &err),
+      RESULT_OK);
+  assert_null(inv.raw_event);
+  metadata = json_object_get(inv.root, "Metadata");
+  assert_non_null(json_object_get(metadata, "data"));
+  assert_string_equal(inv.method_name, "f");
+  invocation_cleanup(&inv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(decodes_every_encoding),
       cmocka_unit_test(uses_the_only_binding_when_the_name_differs),
       cmocka_unit_test(refuses_what_is_not_an_invocation),
       cmocka_unit_test(an_undecodable_event_is_kept_for_the_rejected_record),
+      cmocka_unit_test(builds_metadata_data_only_for_a_rejected_record),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
