@@ -402,9 +402,196 @@ const char *jsonx_scalar_ci(const json_t *object, const char *key, char *buf,
   return NULL;
 }
 
+/* ---- compact serialisation ---- */
+
+/* The flags jsonx_dump's output matches byte for byte. 15 significant digits:
+ * what a double holds exactly, so 0.93 stays 0.93. */
+#define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
+#define DUMP_MAX_DEPTH 256 /* deeper values go to json_dumps */
+
+struct out {
+  char *buf;
+  size_t len, cap;
+  bool failed;
+};
+
+static void put(struct out *o, const char *bytes, size_t n) {
+  if (o->failed)
+    return;
+  if (o->len + n + 1 > o->cap) {
+    size_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + n + 1)
+      cap *= 2;
+    char *grown = realloc(o->buf, cap);
+    if (!grown) {
+      o->failed = true;
+      return;
+    }
+    o->buf = grown;
+    o->cap = cap;
+  }
+  memcpy(o->buf + o->len, bytes, n);
+  o->len += n;
+}
+
+/* A string as jansson writes it: '"', '\\' and control characters escaped
+ * (\b \f \n \r \t, else \u00XX), everything else as is; invalid UTF-8 fails
+ * the dump, as in jansson. Runs of plain bytes are copied at once. */
+static void put_string(struct out *o, const char *text, size_t len) {
+  const unsigned char *p = (const unsigned char *)text, *end = p + len;
+  put(o, "\"", 1);
+  while (p < end) {
+    const unsigned char *run = p;
+    while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+      p++;
+    put(o, (const char *)run, (size_t)(p - run));
+    if (p == end)
+      break;
+    if (*p >= 0x80) {
+      struct scan s = {p, end, true};
+      if (!scan_utf8(&s)) {
+        o->failed = true;
+        return;
+      }
+      put(o, (const char *)p, (size_t)(s.p - p));
+      p = s.p;
+      continue;
+    }
+    char esc[8];
+    switch (*p) {
+      case '"':
+        memcpy(esc, "\\\"", 3);
+        break;
+      case '\\':
+        memcpy(esc, "\\\\", 3);
+        break;
+      case '\b':
+        memcpy(esc, "\\b", 3);
+        break;
+      case '\f':
+        memcpy(esc, "\\f", 3);
+        break;
+      case '\n':
+        memcpy(esc, "\\n", 3);
+        break;
+      case '\r':
+        memcpy(esc, "\\r", 3);
+        break;
+      case '\t':
+        memcpy(esc, "\\t", 3);
+        break;
+      default:
+        snprintf(esc, sizeof esc, "\\u%04X", *p);
+    }
+    put(o, esc, strlen(esc));
+    p++;
+  }
+  put(o, "\"", 1);
+}
+
+/* A real as jansson's jsonp_dtostr writes it: %.15g, ".0" appended when it
+ * has neither '.' nor 'e', the exponent without '+' or leading zeros. */
+static void put_real(struct out *o, double value) {
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "%.15g", value);
+  if (n < 0 || (size_t)n >= sizeof buf - 3) {
+    o->failed = true;
+    return;
+  }
+  size_t len = (size_t)n;
+  if (!strchr(buf, '.') && !strchr(buf, 'e')) {
+    memcpy(buf + len, ".0", 3);
+    len += 2;
+  }
+  char *e = strchr(buf, 'e');
+  if (e) {
+    char *start = e + 1, *digits = e + 2;
+    if (*start == '-')
+      start++;
+    while (*digits == '0')
+      digits++;
+    if (digits != start) {
+      memmove(start, digits, len - (size_t)(digits - buf) + 1);
+      len -= (size_t)(digits - start);
+    }
+  }
+  put(o, buf, len);
+}
+
+static void put_value(struct out *o, const json_t *v, int depth) {
+  char num[32];
+  if (o->failed)
+    return;
+  if (depth > DUMP_MAX_DEPTH) {
+    o->failed = true;
+    return;
+  }
+  switch (json_typeof(v)) {
+    case JSON_NULL:
+      put(o, "null", 4);
+      break;
+    case JSON_TRUE:
+      put(o, "true", 4);
+      break;
+    case JSON_FALSE:
+      put(o, "false", 5);
+      break;
+    case JSON_INTEGER:
+      put(o, num,
+          (size_t)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT,
+                           json_integer_value(v)));
+      break;
+    case JSON_REAL:
+      put_real(o, json_real_value(v));
+      break;
+    case JSON_STRING:
+      put_string(o, json_string_value(v), json_string_length(v));
+      break;
+    case JSON_ARRAY: {
+      put(o, "[", 1);
+      size_t i;
+      json_t *item;
+      json_array_foreach((json_t *)v, i, item) {
+        if (i)
+          put(o, ",", 1);
+        put_value(o, item, depth + 1);
+      }
+      put(o, "]", 1);
+      break;
+    }
+    case JSON_OBJECT: {
+      put(o, "{", 1);
+      const char *key;
+      size_t key_len;
+      json_t *item;
+      bool first = true;
+      void *tmp;
+      json_object_keylen_foreach_safe((json_t *)v, tmp, key, key_len, item) {
+        if (!first)
+          put(o, ",", 1);
+        first = false;
+        put_string(o, key, key_len);
+        put(o, ":", 1);
+        put_value(o, item, depth + 1);
+      }
+      put(o, "}", 1);
+      break;
+    }
+  }
+}
+
 char *jsonx_dump(const json_t *value) {
-  /* 15 significant digits: what a double holds exactly, so 0.93 stays 0.93. */
-  return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+  if (!value)
+    return NULL;
+  struct out o = {0};
+  put_value(&o, value, 0);
+  if (o.failed || !o.buf) {
+    free(o.buf);
+    /* what jansson says of it (NULL for invalid UTF-8 or out of memory) */
+    return json_dumps(value, DUMP_FLAGS);
+  }
+  o.buf[o.len] = '\0';
+  return o.buf;
 }
 
 int jsonx_set_string(json_t *object, const char *key, const char *value) {

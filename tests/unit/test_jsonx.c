@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,43 @@ static void dumps_compactly(void **state) {
   assert_string_equal(text, "{\"a\":[1,\"x\"]}");
   free(text);
   json_decref(v);
+}
+
+/* jsonx_dump writes what jansson's json_dumps writes with the same flags,
+ * byte for byte: escapes, reals, key order, empty containers. */
+static void dumps_what_jansson_dumps(void **state) {
+  static const double reals[] = {0.93,   1.0,
+                                 -0.0,   1e20,
+                                 1.5e-7, 123456789012345.0,
+                                 1e300,  -2.5e-300,
+                                 0.1,    3.14159265358979,
+                                 1e15,   1e16};
+  json_t *reals_array = json_array();
+  for (size_t i = 0; i < sizeof reals / sizeof *reals; i++)
+    json_array_append_new(reals_array, json_real(reals[i]));
+  json_t *values[] = {
+      json_pack(
+          "{s:s, s:i, s:b, s:n, s:o, s:[], s:{}}", "text",
+          "quote \" backslash \\ slash / tab \t nl \n cr \r bs \b ff \f \x01 \x1f \x7f",
+          "int", -42, "yes", 1, "nothing", "reals", reals_array, "empty", "obj"),
+      json_stringn("nul\0inside", 10),
+      json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xe2\x80\xa8"),
+      json_integer(INT64_MIN),
+      json_pack("[[[{s:[{}]}]], s, i]", "k\"ey", "", 0),
+      json_real(-1.25),
+      json_true(),
+  };
+  for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+    assert_non_null(values[i]);
+    char *ours = jsonx_dump(values[i]);
+    char *theirs =
+        json_dumps(values[i], JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+    assert_non_null(ours);
+    assert_string_equal(ours, theirs);
+    free(ours);
+    free(theirs);
+    json_decref(values[i]);
+  }
 }
 
 static const struct jsonx_select env_select[] = {{"image", NULL}, {NULL, NULL}};
@@ -179,6 +217,7 @@ int main(void) {
       cmocka_unit_test(looks_up_keys_case_insensitively),
       cmocka_unit_test(exact_key_wins_over_other_casings),
       cmocka_unit_test(dumps_compactly),
+      cmocka_unit_test(dumps_what_jansson_dumps),
       cmocka_unit_test(select_builds_only_the_named_members),
       cmocka_unit_test(select_refuses_what_parse_refuses),
   };
