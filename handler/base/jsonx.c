@@ -34,8 +34,11 @@ int jsonx_depth(const char *text, size_t len, int max_depth) {
   return deepest;
 }
 
-json_t *jsonx_parse(const char *text, size_t len, int max_depth, int *out_result,
-                    struct error_info *err) {
+/* jansson's parse, with the caps; every text the fast parse below cannot vouch
+ * for ends here, so what is refused, and the sentence saying why, are
+ * jansson's. */
+static json_t *jansson_parse(const char *text, size_t len, int max_depth, int *out_result,
+                             struct error_info *err) {
   int result = RESULT_INVALID;
   json_t *value = NULL;
   if (!text || len == 0) {
@@ -180,44 +183,82 @@ static bool scan_word(struct scan *s, const char *word, size_t len) {
 
 static bool scan_value(struct scan *s, const struct jsonx_select *select, json_t **out);
 
-/* The value of checked text [start, end): scalars directly (a json_loadb
- * costs a few thousand instructions of set-up each), containers and strings
- * with escapes through jansson. Numbers are read as jansson reads them. */
-static json_t *build_checked(const unsigned char *start, const unsigned char *end,
-                             bool escaped) {
+/* A number of checked text [start, end), read as jansson reads it. */
+static json_t *build_number(const unsigned char *start, const unsigned char *end) {
+  char num[64];
   size_t len = (size_t)(end - start);
-  switch (*start) {
-    case '"':
-      if (!escaped) /* UTF-8 already checked */
-        return json_stringn_nocheck((const char *)start + 1, len - 2);
-      break;
-    case 't':
-      return json_true();
-    case 'f':
-      return json_false();
-    case 'n':
-      return json_null();
-    case '{':
-    case '[':
-      break;
-    default: {
-      char num[64];
-      if (len >= sizeof num)
-        break;
-      memcpy(num, start, len);
-      num[len] = '\0';
-      if (!memchr(num, '.', len) && !memchr(num, 'e', len) && !memchr(num, 'E', len))
-        return json_integer((json_int_t)strtoll(num, NULL, 10));
-      return json_real(strtod(num, NULL));
-    }
-  }
-  return json_loadb((const char *)start, len, JSON_DECODE_ANY, NULL);
+  if (len >= sizeof num)
+    return NULL;
+  memcpy(num, start, len);
+  num[len] = '\0';
+  if (!memchr(num, '.', len) && !memchr(num, 'e', len) && !memchr(num, 'E', len))
+    return json_integer((json_int_t)strtoll(num, NULL, 10));
+  return json_real(strtod(num, NULL));
 }
 
-/* The selected members of the object at s->p into *out (a new object), when
- * out is not NULL; otherwise only checks it. */
+/* The text of a checked string [start, end) between its quotes, with the
+ * escapes the scanner allows (all but \u) decoded. malloc'd, *len set. */
+static char *unescape(const unsigned char *start, const unsigned char *end, size_t *len) {
+  char *text = malloc((size_t)(end - start) + 1), *w = text;
+  if (!text)
+    return NULL;
+  for (const unsigned char *p = start; p < end; p++) {
+    if (*p != '\\') {
+      *w++ = (char)*p;
+      continue;
+    }
+    switch (*++p) {
+      case 'b':
+        *w++ = '\b';
+        break;
+      case 'f':
+        *w++ = '\f';
+        break;
+      case 'n':
+        *w++ = '\n';
+        break;
+      case 'r':
+        *w++ = '\r';
+        break;
+      case 't':
+        *w++ = '\t';
+        break;
+      default:
+        *w++ = (char)*p; /* " \ / */
+    }
+  }
+  *w = '\0';
+  *len = (size_t)(w - text);
+  return text;
+}
+
+/* The string at s->p, built when out is not NULL. */
+static bool scan_string_value(struct scan *s, json_t **out) {
+  const unsigned char *start = s->p + 1;
+  bool escaped;
+  if (!scan_string(s, &escaped))
+    return false;
+  if (!out)
+    return true;
+  const unsigned char *end = s->p - 1;
+  if (!escaped) {
+    *out = json_stringn_nocheck((const char *)start, (size_t)(end - start));
+  } else {
+    size_t len;
+    char *text = unescape(start, end, &len);
+    *out = text ? json_stringn_nocheck(text, len) : NULL;
+    free(text);
+  }
+  return *out ? true : fail(s);
+}
+
+/* The object at s->p. With `out`: a new object of the members `select` names
+ * (every member when select is NULL), each built whole or by its own
+ * selection; without: only checked. */
 static bool scan_object(struct scan *s, const struct jsonx_select *select, json_t **out) {
   s->p++;
+  if (out && !(*out = json_object()))
+    return fail(s);
   skip_ws(s);
   if (s->p < s->end && *s->p == '}') {
     s->p++;
@@ -226,21 +267,23 @@ static bool scan_object(struct scan *s, const struct jsonx_select *select, json_
   for (;;) {
     if (s->p >= s->end || *s->p != '"')
       return fail(s);
-    const char *key = (const char *)s->p + 1;
+    const unsigned char *key = s->p + 1;
     bool escaped;
     if (!scan_string(s, &escaped))
       return false;
-    size_t key_len = (size_t)((const char *)s->p - key) - 1;
+    size_t key_len = (size_t)(s->p - key) - 1;
     const struct jsonx_select *wanted = NULL;
-    if (out) {
-      if (escaped)
-        return fail(s); /* an escaped key: let jansson decode it */
-      for (const struct jsonx_select *m = select; m->key; m++) {
-        if (strlen(m->key) == key_len && strncasecmp(m->key, key, key_len) == 0) {
+    bool keep = out && !select;
+    if (out && select) {
+      for (const struct jsonx_select *m = select; m->key && !keep; m++) {
+        if (strlen(m->key) == key_len &&
+            strncasecmp(m->key, (const char *)key, key_len) == 0) {
           wanted = m;
-          break;
+          keep = true;
         }
       }
+      if (keep && escaped)
+        return fail(s); /* a selected key with escapes: jansson decides */
     }
     skip_ws(s);
     if (s->p >= s->end || *s->p != ':')
@@ -248,17 +291,29 @@ static bool scan_object(struct scan *s, const struct jsonx_select *select, json_
     s->p++;
     skip_ws(s);
     json_t *value = NULL;
-    if (!scan_value(s, wanted ? wanted->sub : NULL, wanted ? &value : NULL))
+    if (!scan_value(s, wanted ? wanted->sub : NULL, keep ? &value : NULL)) {
+      json_decref(value);
       return false;
-    if (value) {
-      char name[128];
-      if (key_len >= sizeof name) {
+    }
+    if (keep) {
+      char small[64], *name = small; /* jansson copies the key */
+      size_t name_len = key_len;
+      if (escaped)
+        name = unescape(key, key + key_len, &name_len);
+      else if (key_len >= sizeof small)
+        name = strndup((const char *)key, key_len);
+      else
+        memcpy(small, key, key_len), small[key_len] = '\0';
+      if (!name || memchr(name, '\0', name_len)) {
+        if (name != small)
+          free(name);
         json_decref(value);
         return fail(s);
       }
-      memcpy(name, key, key_len);
-      name[key_len] = '\0';
-      if (json_object_set_new(*out, name, value) != 0)
+      int set = json_object_set_new_nocheck(*out, name, value); /* takes value */
+      if (name != small)
+        free(name);
+      if (set != 0)
         return fail(s);
     }
     skip_ws(s);
@@ -275,16 +330,24 @@ static bool scan_object(struct scan *s, const struct jsonx_select *select, json_
   }
 }
 
-static bool scan_array(struct scan *s) {
+/* The array at s->p, built whole when out is not NULL. */
+static bool scan_array(struct scan *s, json_t **out) {
   s->p++;
+  if (out && !(*out = json_array()))
+    return fail(s);
   skip_ws(s);
   if (s->p < s->end && *s->p == ']') {
     s->p++;
     return true;
   }
   for (;;) {
-    if (!scan_value(s, NULL, NULL))
+    json_t *item = NULL;
+    if (!scan_value(s, NULL, out ? &item : NULL)) {
+      json_decref(item);
       return false;
+    }
+    if (out && json_array_append_new(*out, item) != 0) /* frees item */
+      return fail(s);
     skip_ws(s);
     if (s->p < s->end && *s->p == ',') {
       s->p++;
@@ -299,60 +362,58 @@ static bool scan_array(struct scan *s) {
   }
 }
 
-/* One value at s->p. With `out`: an object with `select` keeps only those
- * members; any other value (or no `select`) is built whole by jansson from
- * its own, already checked, bytes. */
+/* One value at s->p: checked, and built into *out when out is not NULL (an
+ * object by `select`). On failure *out may hold a partial value to free. */
 static bool scan_value(struct scan *s, const struct jsonx_select *select, json_t **out) {
   if (s->p >= s->end)
     return fail(s);
   const unsigned char *start = s->p;
-  bool escaped = false, done;
   switch (*s->p) {
     case '{':
-      if (out && select) {
-        if (!(*out = json_object()))
-          return fail(s);
-        if (scan_object(s, select, out))
-          return true;
-        json_decref(*out);
-        *out = NULL;
-        return false;
-      }
-      done = scan_object(s, NULL, NULL);
-      break;
+      return scan_object(s, select, out);
     case '[':
-      done = scan_array(s);
-      break;
+      return scan_array(s, out);
     case '"':
-      done = scan_string(s, &escaped);
-      break;
+      return scan_string_value(s, out);
     case 't':
-      done = scan_word(s, "true", 4);
-      break;
+      if (!scan_word(s, "true", 4))
+        return false;
+      if (out)
+        *out = json_true();
+      return true;
     case 'f':
-      done = scan_word(s, "false", 5);
-      break;
+      if (!scan_word(s, "false", 5))
+        return false;
+      if (out)
+        *out = json_false();
+      return true;
     case 'n':
-      done = scan_word(s, "null", 4);
-      break;
+      if (!scan_word(s, "null", 4))
+        return false;
+      if (out)
+        *out = json_null();
+      return true;
     default:
-      done = (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) ? scan_number(s) : fail(s);
+      if ((*s->p != '-' && (*s->p < '0' || *s->p > '9')) || !scan_number(s))
+        return fail(s);
+      if (out && !(*out = build_number(start, s->p)))
+        return fail(s);
+      return true;
   }
-  if (!done || !out)
-    return done;
-  *out = build_checked(start, s->p, escaped);
-  return *out ? true : fail(s);
 }
 
-json_t *jsonx_parse_select(const char *text, size_t len, int max_depth,
-                           const struct jsonx_select *select, int *out_result,
-                           struct error_info *err) {
-  if (!text || len == 0 || !select || jsonx_depth(text, len, max_depth) > max_depth)
-    return jsonx_parse(text, len, max_depth, out_result, err);
+/* The fast parse: one pass that checks the text and builds the value (or only
+ * the selected members of an object) through jansson's API, without jansson's
+ * lexer; anything it cannot vouch for goes to jansson_parse. */
+static json_t *parse(const char *text, size_t len, int max_depth,
+                     const struct jsonx_select *select, int *out_result,
+                     struct error_info *err) {
+  if (!text || len == 0 || jsonx_depth(text, len, max_depth) > max_depth)
+    return jansson_parse(text, len, max_depth, out_result, err);
   struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, true};
   json_t *value = NULL;
   skip_ws(&s);
-  if (s.p < s.end && *s.p == '{' && scan_value(&s, select, &value)) {
+  if (scan_value(&s, select, &value)) {
     skip_ws(&s);
     if (s.p == s.end) {
       if (out_result)
@@ -361,7 +422,18 @@ json_t *jsonx_parse_select(const char *text, size_t len, int max_depth,
     }
   }
   json_decref(value);
-  return jsonx_parse(text, len, max_depth, out_result, err);
+  return jansson_parse(text, len, max_depth, out_result, err);
+}
+
+json_t *jsonx_parse(const char *text, size_t len, int max_depth, int *out_result,
+                    struct error_info *err) {
+  return parse(text, len, max_depth, NULL, out_result, err);
+}
+
+json_t *jsonx_parse_select(const char *text, size_t len, int max_depth,
+                           const struct jsonx_select *select, int *out_result,
+                           struct error_info *err) {
+  return parse(text, len, max_depth, select, out_result, err);
 }
 
 /* ---- lookups ---- */

@@ -155,8 +155,8 @@ static void select_builds_only_the_named_members(void **state) {
   json_decref(v);
 }
 
-/* Whatever jsonx_parse says of a text, jsonx_parse_select says too: the same
- * refusal with the same sentence, or a value. */
+/* Whatever jsonx_parse says of a text, jsonx_parse_select says too (the same
+ * refusal with the same sentence, or a value), and jansson's parser agrees. */
 static void select_refuses_what_parse_refuses(void **state) {
   static const char *const texts[] = {
       "{\"status\":\"ok\",\"x\":\"\xff\"}", /* bad UTF-8 where unread */
@@ -188,6 +188,8 @@ static void select_refuses_what_parse_refuses(void **state) {
       "{\"x\":1",
       "{\"status\":\"a\",\"status\":\"b\"}", /* duplicate: last wins */
       "{\"st\\u0061tus\":\"escaped key\"}",
+      "{\"a\\nb\":[\"x\\ty\",{\"\\\\\":\"\\/\"}],\"e\":[]}", /* escapes, built whole */
+      "[1,[2,[3,{\"k\":-0.5E+2}]],true,false,null,\"\"]",
       "{\"status\":\"ok\"}\n\t ",
       "{}",
       "\"just a string\"",
@@ -201,6 +203,13 @@ static void select_refuses_what_parse_refuses(void **state) {
     assert_int_equal(r1, r2);
     assert_int_equal(full == NULL, some == NULL);
     assert_string_equal(e1.message, e2.message);
+    /* and jansson's own parser agrees, with an equal value */
+    json_t *ref = json_loadb(texts[i], strlen(texts[i]), JSON_DECODE_ANY, NULL);
+    if (jsonx_depth(texts[i], strlen(texts[i]), 8) <= 8) {
+      assert_int_equal(ref == NULL, full == NULL);
+      assert_true(!ref || json_equal(ref, full));
+    }
+    json_decref(ref);
     /* the selected members have the same values */
     const char *status1 = jsonx_string_ci(full, "status");
     const char *status2 = jsonx_string_ci(some, "status");
