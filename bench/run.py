@@ -268,7 +268,9 @@ class Bench:
         """Instructions from exec to ready (callgrind; the handler is stopped as
         soon as GET / answers), and the top inclusive functions."""
         outfile = OUT / "callgrind.startup.out"
-        proc = self.start_handler(prefix=("valgrind", "--tool=callgrind",
+        for stale in OUT.glob(outfile.name + "*"):
+            stale.unlink()
+        proc = self.start_handler(prefix=(*CALLGRIND,
                                           f"--callgrind-out-file={outfile}"),
                                   name="callgrind-startup")
         self.stop(proc, timeout=120)
@@ -282,7 +284,9 @@ class Bench:
         totals = {}
         for n in (small, large):
             outfile = OUT / f"callgrind.{n}.out"
-            proc = self.start_handler(prefix=("valgrind", "--tool=callgrind",
+            for stale in OUT.glob(outfile.name + "*"):
+                stale.unlink()
+            proc = self.start_handler(prefix=(*CALLGRIND,
                                               f"--callgrind-out-file={outfile}"),
                                       name=f"callgrind-{n}")
             self.loadgen(concurrency, n)
@@ -344,8 +348,17 @@ def parse_wrk(text):
     return {"p50_us": us(lat["50"]), "p99_us": us(lat["99"]), "requests_per_s": rps}
 
 
+# --vgdb=no: no gdbserver, so `callgrind_control -d/-z` run by anyone else on
+# the machine (it addresses every callgrind process of the user) cannot dump or
+# zero this run's counters mid-way; callgrind_total also refuses a split file.
+CALLGRIND = ("valgrind", "--tool=callgrind", "--vgdb=no")
+
+
 def callgrind_total(path):
-    for line in path.read_text(errors="replace").splitlines():
+    text = path.read_text(errors="replace")
+    if "\npart: 1\n" not in text or list(path.parent.glob(path.name + ".*")):
+        raise RuntimeError(f"{path} was dumped in parts: its counts are not the whole run")
+    for line in text.splitlines():
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
     raise RuntimeError(f"no totals in {path}")
