@@ -72,6 +72,7 @@ done:
 struct scan {
   const unsigned char *p, *end;
   bool ok;
+  int depth, max_depth; /* nesting so far; deeper than max_depth: jansson_parse */
 };
 
 static void skip_ws(struct scan *s) {
@@ -256,12 +257,15 @@ static bool scan_string_value(struct scan *s, json_t **out) {
  * (every member when select is NULL), each built whole or by its own
  * selection; without: only checked. */
 static bool scan_object(struct scan *s, const struct jsonx_select *select, json_t **out) {
+  if (++s->depth > s->max_depth)
+    return fail(s);
   s->p++;
   if (out && !(*out = json_object()))
     return fail(s);
   skip_ws(s);
   if (s->p < s->end && *s->p == '}') {
     s->p++;
+    s->depth--;
     return true;
   }
   for (;;) {
@@ -324,6 +328,7 @@ static bool scan_object(struct scan *s, const struct jsonx_select *select, json_
     }
     if (s->p < s->end && *s->p == '}') {
       s->p++;
+      s->depth--;
       return true;
     }
     return fail(s);
@@ -332,12 +337,15 @@ static bool scan_object(struct scan *s, const struct jsonx_select *select, json_
 
 /* The array at s->p, built whole when out is not NULL. */
 static bool scan_array(struct scan *s, json_t **out) {
+  if (++s->depth > s->max_depth)
+    return fail(s);
   s->p++;
   if (out && !(*out = json_array()))
     return fail(s);
   skip_ws(s);
   if (s->p < s->end && *s->p == ']') {
     s->p++;
+    s->depth--;
     return true;
   }
   for (;;) {
@@ -356,6 +364,7 @@ static bool scan_array(struct scan *s, json_t **out) {
     }
     if (s->p < s->end && *s->p == ']') {
       s->p++;
+      s->depth--;
       return true;
     }
     return fail(s);
@@ -408,9 +417,10 @@ static bool scan_value(struct scan *s, const struct jsonx_select *select, json_t
 static json_t *parse(const char *text, size_t len, int max_depth,
                      const struct jsonx_select *select, int *out_result,
                      struct error_info *err) {
-  if (!text || len == 0 || jsonx_depth(text, len, max_depth) > max_depth)
+  if (!text || len == 0)
     return jansson_parse(text, len, max_depth, out_result, err);
-  struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, true};
+  struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len, true,
+                   0, max_depth};
   json_t *value = NULL;
   skip_ws(&s);
   if (scan_value(&s, select, &value)) {
@@ -520,7 +530,7 @@ static void put_string(struct out *o, const char *text, size_t len) {
     if (p == end)
       break;
     if (*p >= 0x80) {
-      struct scan s = {p, end, true};
+      struct scan s = {p, end, true, 0, 0};
       if (!scan_utf8(&s)) {
         o->failed = true;
         return;
