@@ -476,6 +476,9 @@ static void configure(CURL *h, const struct http_request *req, CURLU *url, bool 
     curl_easy_setopt(h, CURLOPT_PROXY, "");
   curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  /* libcurl copies each HTTPS request into an upload buffer it keeps per
+   * handle, 64 kB by default; 16 kB (its minimum) holds our requests. */
+  curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
   curl_easy_setopt(h, CURLOPT_USERAGENT, client.user_agent);
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* the cap applies after decoding */
   long connect_ms = client.connect_timeout_ms < remaining_ms ? client.connect_timeout_ms
