@@ -403,12 +403,21 @@ def targets(r):
     cold, st64 = r["cold_start"], r["steady"]["c64"]
     cpu = min(r["steady"][k]["cpu_us_per_event"]["median"] for k in ("c8", "c64"))
     eco = r["economy"]["per_1000_events"]
-    return [
-        ("ready within 10 ms of exec (median)", cold["handler_ready_ms"]["median"] <= 10,
+    cg, sp = r.get("callgrind"), r.get("startup_profile")
+    rows = [
+        ("ready within 5 ms of exec (median)", cold["handler_ready_ms"]["median"] <= 5,
          f"{cold['handler_ready_ms']['median']:.1f} ms"),
-        ("handler CPU <= 150 us per event (best of c=8, c=64, warn)", cpu <= 150,
-         f"{cpu:.0f} us"),
-        ("peak RSS < 20 MB at concurrency 64", st64["VmHWM"]["median"] < 20 * 1024,
+    ]
+    if sp:
+        rows.append(("<= 5 M instructions exec -> ready", sp["ir_total"] <= 5e6,
+                     f"{sp['ir_total'] / 1e6:.2f} M"))
+    rows.append(("handler CPU <= 150 us per event (best of c=8, c=64, warn)", cpu <= 150,
+                 f"{cpu:.0f} us"))
+    if cg:
+        rows.append(("<= 700 k instructions per event (callgrind, c=8)",
+                     cg["ir_per_event"] <= 700e3, f"{cg['ir_per_event'] / 1e3:.0f} k"))
+    return rows + [
+        ("peak RSS <= 14 MB at concurrency 64", st64["VmHWM"]["median"] <= 14 * 1024,
          f"{st64['VmHWM']['median'] / 1024:.1f} MB"),
         (f"no RSS growth {r['growth']['first']} -> {r['growth']['total']} events",
          r["growth"]["growth_kb"] <= 1024, f"{r['growth']['growth_kb']:+d} kB" + (
