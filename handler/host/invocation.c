@@ -31,16 +31,9 @@ static json_t *decode_event(json_t *value, struct error_info *err) {
   return current;
 }
 
-/* What invocation_parse reads: Data whole (the event under its binding), and
- * two members of Metadata. The host's Metadata also repeats the event's data
- * object ("data"), which is skipped, not built. */
-static const struct jsonx_select sys_select[] = {
-    {"MethodName", NULL}, {"UtcNow", NULL}, {NULL, NULL}};
-static const struct jsonx_select retry_select[] = {{"RetryCount", NULL}, {NULL, NULL}};
-static const struct jsonx_select metadata_select[] = {
-    {"sys", sys_select}, {"RetryContext", retry_select}, {NULL, NULL}};
-static const struct jsonx_select body_select[] = {
-    {"Data", NULL}, {"Metadata", metadata_select}, {NULL, NULL}};
+/* What invocation_parse reads: Data, whole (the event under its binding).
+ * Metadata, which repeats the event's data object, is checked, not built. */
+static const struct jsonx_select body_select[] = {{"Data", NULL}, {NULL, NULL}};
 
 /* invocation_parse, with the body built whole or only what is read. */
 static int parse_body(const char *body, size_t len, const char *binding, bool whole,

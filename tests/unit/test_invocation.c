@@ -67,19 +67,18 @@ static void an_undecodable_event_is_kept_for_the_rejected_record(void **state) {
   invocation_cleanup(&inv);
 }
 
-/* The host repeats the event's data in Metadata.data: with an event it is
- * not built (the handler never reads it); without one, the whole body is kept
- * for the rejected record. */
-static void builds_metadata_data_only_for_a_rejected_record(void **state) {
+/* The host repeats the event's data in Metadata: with an event it is not
+ * built (the handler never reads it); without one, the whole body is kept for
+ * the rejected record. */
+static void builds_metadata_only_for_a_rejected_record(void **state) {
   struct invocation inv;
   struct error_info err;
   assert_int_equal(parse("{\"Data\":{\"event\":{\"id\":\"e\"}},\"Metadata\":{\"data\":"
                          "{\"big\":[1,2,3]},\"sys\":{\"MethodName\":\"f\"}}}",
                          &inv, &err),
                    RESULT_OK);
-  json_t *metadata = json_object_get(inv.root, "Metadata");
-  assert_null(json_object_get(metadata, "data"));
-  assert_string_equal(inv.method_name, "f");
+  assert_non_null(inv.event);
+  assert_null(json_object_get(inv.root, "Metadata"));
   invocation_cleanup(&inv);
 
   assert_int_equal(
@@ -88,10 +87,14 @@ static void builds_metadata_data_only_for_a_rejected_record(void **state) {
             &inv, &err),
       RESULT_OK);
   assert_null(inv.raw_event);
-  metadata = json_object_get(inv.root, "Metadata");
+  json_t *metadata = json_object_get(inv.root, "Metadata");
   assert_non_null(json_object_get(metadata, "data"));
-  assert_string_equal(inv.method_name, "f");
   invocation_cleanup(&inv);
+
+  /* Metadata is still checked: a body that is not JSON there is refused */
+  assert_int_equal(
+      parse("{\"Data\":{\"event\":{}},\"Metadata\":{\"data\":[1,}}", &inv, &err),
+      RESULT_INVALID);
 }
 
 int main(void) {
@@ -100,7 +103,7 @@ int main(void) {
       cmocka_unit_test(uses_the_only_binding_when_the_name_differs),
       cmocka_unit_test(refuses_what_is_not_an_invocation),
       cmocka_unit_test(an_undecodable_event_is_kept_for_the_rejected_record),
-      cmocka_unit_test(builds_metadata_data_only_for_a_rejected_record),
+      cmocka_unit_test(builds_metadata_only_for_a_rejected_record),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
