@@ -19,13 +19,19 @@
 
 #include "base/result.h"
 
-/* Nesting deeper than this is refused before jansson sees the text. */
+/* Nesting deeper than this is refused. */
 #define JSONX_DEFAULT_MAX_DEPTH 64
 
 /* Parses `len` bytes of `text` (need not be NUL-terminated). Refuses nesting
  * deeper than `max_depth`, NUL bytes, and anything but a single JSON value.
  * Returns a new reference, or NULL with `err` filled (RESULT_INVALID or
- * RESULT_TOOBIG in *out_result when out_result is not NULL). */
+ * RESULT_TOOBIG in *out_result when out_result is not NULL).
+ *
+ * One pass checks the text and builds the value through jansson's API (not its
+ * lexer, which cost a callback per byte); any text that pass cannot vouch for
+ * (a \u escape, a number that may overflow, anything invalid or too deep) is
+ * parsed by jansson's json_loadb instead, so what is refused, and the sentence
+ * saying why, are jansson's. */
 HANDLER_NODISCARD json_t *jsonx_parse(const char *text, size_t len, int max_depth,
                                       int *out_result, struct error_info *err);
 
@@ -40,11 +46,8 @@ struct jsonx_select {
 
 /* jsonx_parse for a document of which the caller reads a few members: the
  * result, and the error on bad input, are exactly jsonx_parse's, except that
- * when the value is an object only the members `select` names are built.
- * The rest is checked by a scanner that builds nothing (jansson builds a value
- * for every byte; that was most of the handler's instructions per event). Any
- * text the scanner cannot vouch for (a \u escape, a number that may overflow,
- * anything invalid) goes to jsonx_parse unchanged. */
+ * when the value is an object only the members `select` names are built; the
+ * rest is checked, not built. */
 json_t *jsonx_parse_select(const char *text, size_t len, int max_depth,
                            const struct jsonx_select *select, int *out_result,
                            struct error_info *err);
@@ -66,7 +69,9 @@ const char *jsonx_string_ci(const json_t *object, const char *key);
 const char *jsonx_scalar_ci(const json_t *object, const char *key, char *buf,
                             size_t buf_size);
 
-/* Compact serialisation (no spaces, keys in insertion order); malloc'd, or NULL. */
+/* Compact serialisation (no spaces, keys in insertion order); malloc'd, or NULL.
+ * Byte for byte what json_dumps writes with JSON_COMPACT | JSON_ENCODE_ANY |
+ * JSON_REAL_PRECISION(15), without its per-piece callback. */
 HANDLER_NODISCARD char *jsonx_dump(const json_t *value);
 
 /* Sets object[key] to a copy of `value` when value is non-NULL; returns 0 or -1. */
