@@ -11,14 +11,15 @@
  * lookup and the full TLS handshake. At most POOL_MAX_IDLE handles stay idle.
  *
  * Trusted roots. libcurl's mbedTLS backend parses its CA bundle into a fresh
- * mbedtls_x509_crt for every TLS connection: with the system bundle (~140
- * roots) that is tens of ms of CPU and ~0.5 MB per connection. The roots are
+ * mbedtls_x509_crt for every TLS connection (vtls/mbedtls.c in 7.88), ~140
+ * roots with the system bundle, held as long as the connection. The roots are
  * instead parsed once, by the first request (not at start, where the
  * Functions host would wait for GET / meanwhile), into one mbedtls_x509_crt
  * that every TLS configuration shares through CURLOPT_SSL_CTX_FUNCTION
  * (libcurl hands it the connection's mbedtls_ssl_config); libcurl is told to
  * load no roots of its own. mbedTLS only reads a parsed chain while it
- * verifies, so concurrent handshakes can share it. When the roots cannot be
+ * verifies, so concurrent handshakes can share it (the TSan stage runs
+ * concurrent handshakes against it). When the roots cannot be
  * loaded, or the TLS backend is not mbedTLS, libcurl loads them itself, as
  * before, and reports what is wrong with them on each request.
  *
