@@ -64,6 +64,8 @@
 
 #define POOL_MAX_IDLE 64
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
+/* A transfer that timed out this close to the deadline ran into the deadline. */
+#define DEADLINE_SLACK_MS 20
 #define DEFAULT_USER_AGENT "aml-event-handler/" HANDLER_VERSION
 #define MAX_HEADER_VALUE 8192 /* longer captured header values are cut */
 
@@ -524,7 +526,9 @@ static int translate(CURLcode cc, const struct transfer *t, const char *method,
       return error_set(err, RESULT_INVALID, "url", "%s %s: bad URL (%s)", method, host,
                        detail);
     case CURLE_OPERATION_TIMEDOUT:
-      if (time_mono_ms() >= deadline_ms)
+      /* curl's own clock may fire the whole-transfer timeout a millisecond before
+       * ours reaches the deadline: that is the deadline, not a connect timeout */
+      if (time_mono_ms() + DEADLINE_SLACK_MS >= deadline_ms)
         return error_set(err, RESULT_TIMEOUT, "",
                          "%s %s did not finish before the deadline", method, host);
       /* the connect timeout, with time left: worth another try */
