@@ -1,6 +1,8 @@
 /* Capped JSON parsing and lookups over jansson; see jsonx.h. */
 #include "base/jsonx.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -478,17 +480,53 @@ const char *jsonx_scalar_ci(const json_t *object, const char *key, char *buf,
     return buf;
   }
   if (json_is_real(v)) {
-    snprintf(buf, buf_size, "%.17g", json_real_value(v));
+    char text[JSONX_NUMBER_MAX];
+    jsonx_format_double(json_real_value(v), text, sizeof text);
+    snprintf(buf, buf_size, "%s", text);
     return buf;
   }
   return NULL;
 }
 
+/* "1e+21" -> "1e21", "4e-07" -> "4e-7": the exponent as jansson writes it. */
+static void tidy_exponent(char *text) {
+  char *e = strchr(text, 'e');
+  if (!e)
+    return;
+  char *digits = e + 1, *from = digits;
+  if (*from == '+')
+    from++;
+  else if (*from == '-')
+    digits = ++from;
+  while (*from == '0' && from[1])
+    from++;
+  memmove(digits, from, strlen(from) + 1);
+}
+
+void jsonx_format_double(double value, char *buf, size_t buf_size) {
+  char text[JSONX_NUMBER_MAX] = "0";
+  if (isfinite(value) && value != 0) {
+    /* Any decimal of at most 15 digits survives a trip through a normal double,
+     * so %.15g already is the shortest when it reads back; subnormals hold fewer
+     * digits and are tried from one. */
+    for (int precision = fabs(value) < DBL_MIN ? 1 : 15; precision <= 17; precision++) {
+      snprintf(text, sizeof text, "%.*g", precision, value);
+      if (strtod(text, NULL) == value)
+        break;
+    }
+    tidy_exponent(text);
+  }
+  snprintf(buf, buf_size, "%s", text);
+}
+
 /* ---- compact serialisation ---- */
 
-/* The flags jsonx_dump's output matches byte for byte. 15 significant digits:
- * what a double holds exactly, so 0.93 stays 0.93. */
-#define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
+/* What jsonx_dump writes is json_dumps's compact form (JSON_COMPACT |
+ * JSON_ENCODE_ANY), but for reals: the shortest text that reads back to the same
+ * double (jsonx_format_double), where jansson has a fixed precision. The
+ * fallback for what this writer refuses (invalid UTF-8, nesting past
+ * DUMP_MAX_DEPTH) is json_dumps with 17 digits: never a digit lost. */
+#define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 #define DUMP_MAX_DEPTH 256 /* deeper values go to json_dumps */
 
 struct out {
@@ -571,33 +609,17 @@ static void put_string(struct out *o, const char *text, size_t len) {
   put(o, "\"", 1);
 }
 
-/* A real as jansson's jsonp_dtostr writes it: %.15g, ".0" appended when it
- * has neither '.' nor 'e', the exponent without '+' or leading zeros. */
+/* A real as the shortest text that reads back to it (jsonx_format_double),
+ * ".0" appended when it has neither '.' nor 'e' so it stays a real, "-0.0"
+ * for negative zero (as jansson writes it). */
 static void put_real(struct out *o, double value) {
-  char buf[32];
-  int n = snprintf(buf, sizeof buf, "%.15g", value);
-  if (n < 0 || (size_t)n >= sizeof buf - 3) {
-    o->failed = true;
-    return;
-  }
-  size_t len = (size_t)n;
-  if (!strchr(buf, '.') && !strchr(buf, 'e')) {
-    memcpy(buf + len, ".0", 3);
-    len += 2;
-  }
-  char *e = strchr(buf, 'e');
-  if (e) {
-    char *start = e + 1, *digits = e + 2;
-    if (*start == '-')
-      start++;
-    while (*digits == '0')
-      digits++;
-    if (digits != start) {
-      memmove(start, digits, len - (size_t)(digits - buf) + 1);
-      len -= (size_t)(digits - start);
-    }
-  }
-  put(o, buf, len);
+  char buf[JSONX_NUMBER_MAX + 4];
+  jsonx_format_double(value, buf, sizeof buf);
+  if (value == 0 && signbit(value))
+    snprintf(buf, sizeof buf, "-0");
+  if (!strpbrk(buf, ".e"))
+    strcat(buf, ".0");
+  put(o, buf, strlen(buf));
 }
 
 static void put_value(struct out *o, const json_t *v, int depth) {

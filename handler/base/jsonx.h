@@ -65,14 +65,26 @@ json_t *jsonx_get_ci(const json_t *object, const char *key);
 const char *jsonx_string_ci(const json_t *object, const char *key);
 
 /* Like jsonx_string_ci, but also renders integers and reals as text into `buf`
- * (AML sends some ids and versions as numbers). Returns NULL when absent. */
+ * (AML sends some ids and versions as numbers; reals by jsonx_format_double).
+ * Returns NULL when absent. */
 const char *jsonx_scalar_ci(const json_t *object, const char *key, char *buf,
                             size_t buf_size);
 
 /* Compact serialisation (no spaces, keys in insertion order); malloc'd, or NULL.
- * Byte for byte what json_dumps writes with JSON_COMPACT | JSON_ENCODE_ANY |
- * JSON_REAL_PRECISION(15), without its per-piece callback. */
+ * Byte for byte what json_dumps writes with JSON_COMPACT | JSON_ENCODE_ANY,
+ * without its per-piece callback, but for reals: those are written by
+ * jsonx_format_double (plus ".0" when that text reads as an integer), so every
+ * serialisation keeps every digit and invents none. */
 HANDLER_NODISCARD char *jsonx_dump(const json_t *value);
+
+/* Room for any text jsonx_format_double writes. */
+#define JSONX_NUMBER_MAX 32
+
+/* The shortest text that reads back (strtod) to exactly `value`: the first of
+ * %.15g, %.16g, %.17g that round-trips, exponent without '+' or leading zeros
+ * ("4e-7", "1e21"); "0" for zero and negative zero, "0" for NaN and infinities
+ * (JSON has none). Integral values have no ".0". */
+void jsonx_format_double(double value, char *buf, size_t buf_size);
 
 /* Sets object[key] to a copy of `value` when value is non-NULL; returns 0 or -1. */
 HANDLER_NODISCARD int jsonx_set_string(json_t *object, const char *key,

@@ -87,27 +87,6 @@ void telemetry_request_id(const char *run_id, char out[17]) {
   crypto_hex(digest, 8, out);
 }
 
-void telemetry_format_number(double value, char *buf, size_t buf_size) {
-  char tmp[400];
-  if (!isfinite(value)) {
-    snprintf(buf, buf_size, "0");
-    return;
-  }
-  if (value == floor(value) || fabs(value) >= 1e15) {
-    snprintf(tmp, sizeof tmp, "%.0f", value);
-  } else {
-    snprintf(tmp, sizeof tmp, "%.6f", value);
-    size_t n = strlen(tmp);
-    while (n > 0 && tmp[n - 1] == '0')
-      tmp[--n] = '\0';
-    if (n > 0 && tmp[n - 1] == '.')
-      tmp[--n] = '\0';
-  }
-  if (strcmp(tmp, "-0") == 0)
-    snprintf(tmp, sizeof tmp, "0");
-  snprintf(buf, buf_size, "%s", tmp);
-}
-
 /* Sets props[name] = value under the ingestion limits: names longer than 150
  * characters are dropped (as ingestion does), values cut at a UTF-8 boundary. */
 static int set_property(json_t *props, const char *name, const char *value) {
@@ -143,10 +122,10 @@ static json_t *record_properties(const struct record *rec) {
     const struct record_value *v = &rec->values[f];
     if (!v->set)
       continue;
-    char num[400];
+    char num[JSONX_NUMBER_MAX];
     const char *text = v->text;
     if (record_field_kind((enum record_field)f) == REC_KIND_NUMBER) {
-      telemetry_format_number(v->number, num, sizeof num);
+      jsonx_format_double(v->number, num, sizeof num);
       text = num;
     }
     if (set_property(props, record_field_name((enum record_field)f), text) != RESULT_OK)

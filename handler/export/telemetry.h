@@ -16,7 +16,8 @@
  *     attributes (cicd.pipeline.*, error.type) among the properties;
  *   - with legacy_traces, also a trace (MessageData "aml_pipeline_run_metrics",
  *     severity Information) per terminal run, the original sample's log shape.
- * Rejected records are a customEvent only. Property names longer than 150
+ * Rejected records are a customEvent only. Numbers become property text by
+ * jsonx_format_double (every digit kept). Property names longer than 150
  * characters are dropped, values cut to 8192 bytes (at a UTF-8 boundary).
  *
  * Ownership: `out` is the caller's array; envelopes are appended as new
@@ -82,9 +83,5 @@ void telemetry_operation_id(const char *run_id, char out[33]);
  * from its run id, so its steps name it as parent before it is sent. Steps use
  * the same function on their own run id for the dependency's id. */
 void telemetry_request_id(const char *run_id, char out[17]);
-
-/* A number as text without exponent; integers without ".0" (6 decimals at most,
- * trailing zeros dropped). */
-void telemetry_format_number(double value, char *buf, size_t buf_size);
 
 #endif

@@ -74,8 +74,9 @@ static void dumps_compactly(void **state) {
   json_decref(v);
 }
 
-/* jsonx_dump writes what jansson's json_dumps writes with the same flags,
- * byte for byte: escapes, reals, key order, empty containers. */
+/* jsonx_dump writes what jansson's json_dumps writes, byte for byte: escapes,
+ * key order, empty containers, and reals of at most 15 significant digits
+ * (where the shortest text is %.15g's). */
 static void dumps_what_jansson_dumps(void **state) {
   static const double reals[] = {0.93,   1.0,
                                  -0.0,   1e20,
@@ -155,6 +156,28 @@ static void select_builds_only_the_named_members(void **state) {
   json_decref(v);
 }
 
+/* Every real is written as the shortest text that reads back to the same double
+ * (issue 11 item 3): no digit lost, none invented. */
+static void dumps_shortest_round_trip_numbers(void **state) {
+  int r;
+  json_t *v = parse("[0.8350349068479208, 0.93, 4e-07, 1e-09, 0.1, 1704164400000.5, "
+                    "2.0, -0.0, 1e+300, 5e-324, 123456789012345678]",
+                    8, &r);
+  char *text = jsonx_dump(v);
+  assert_string_equal(text, "[0.8350349068479208,0.93,4e-7,1e-9,0.1,1704164400000.5,"
+                            "2.0,-0.0,1e300,5e-324,123456789012345678]");
+  free(text);
+  json_decref(v);
+
+  /* Strings are escaped as jansson does: quotes, backslashes, control bytes;
+   * UTF-8 and '/' as they are. */
+  v = json_pack("{s:s}", "k\"", "a\\b\n\t\x01/\xc3\xa9");
+  text = jsonx_dump(v);
+  assert_string_equal(text, "{\"k\\\"\":\"a\\\\b\\n\\t\\u0001/\xc3\xa9\"}");
+  free(text);
+  json_decref(v);
+}
+
 /* Whatever jsonx_parse says of a text, jsonx_parse_select says too (the same
  * refusal with the same sentence, or a value), and jansson's parser agrees. */
 static void select_refuses_what_parse_refuses(void **state) {
@@ -219,6 +242,34 @@ static void select_refuses_what_parse_refuses(void **state) {
   }
 }
 
+static void formats_doubles_shortest(void **state) {
+  char buf[JSONX_NUMBER_MAX];
+  struct {
+    double value;
+    const char *text;
+  } cases[] = {{0.8350349068479208, "0.8350349068479208"},
+               {0.1, "0.1"},
+               {1.0 / 3, "0.3333333333333333"},
+               {4e-7, "4e-7"},
+               {1e21, "1e21"},
+               {-2.5e-300, "-2.5e-300"},
+               {61500, "61500"},
+               {1704164400000.0, "1704164400000"},
+               {-0.0, "0"},
+               {0, "0"}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    jsonx_format_double(cases[i].value, buf, sizeof buf);
+    assert_string_equal(buf, cases[i].text);
+    assert_true(strtod(buf, NULL) == cases[i].value);
+  }
+  char buf2[32];
+  /* A number in a string-or-number key (model versions, ids) keeps its digits. */
+  json_t *v = json_pack("{s:f}", "coefficient", 0.8350349068479208);
+  assert_string_equal(jsonx_scalar_ci(v, "coefficient", buf2, sizeof buf2),
+                      "0.8350349068479208");
+  json_decref(v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(parses_and_reports_errors),
@@ -229,6 +280,8 @@ int main(void) {
       cmocka_unit_test(dumps_what_jansson_dumps),
       cmocka_unit_test(select_builds_only_the_named_members),
       cmocka_unit_test(select_refuses_what_parse_refuses),
+      cmocka_unit_test(dumps_shortest_round_trip_numbers),
+      cmocka_unit_test(formats_doubles_shortest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

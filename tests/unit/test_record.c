@@ -79,12 +79,27 @@ static void rejected_records_keep_a_truncated_raw_event(void **state) {
   json_decref(raw);
 }
 
+/* The raw event keeps every digit of its numbers (issue 11 item 3). */
+static void rejected_raw_event_keeps_number_digits(void **state) {
+  json_t *raw = json_pack("{s:s, s:{s:f, s:f}}", "id", "e1", "data", "driftCoefficient",
+                          0.8350349068479208, "tiny", 4e-7);
+  struct record rec;
+  record_init(&rec);
+  assert_int_equal(record_rejected(&rec, "unknown type", raw), RESULT_OK);
+  assert_string_equal(record_string(&rec, REC_RAW_EVENT),
+                      "{\"id\":\"e1\",\"data\":{\"driftCoefficient\":0.8350349068479208,"
+                      "\"tiny\":4e-7}}");
+  record_cleanup(&rec);
+  json_decref(raw);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(field_names_are_unique_and_complete),
       cmocka_unit_test(json_holds_only_known_fields),
       cmocka_unit_test(metrics_are_bounded),
       cmocka_unit_test(rejected_records_keep_a_truncated_raw_event),
+      cmocka_unit_test(rejected_raw_event_keeps_number_digits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

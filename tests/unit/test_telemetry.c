@@ -373,23 +373,34 @@ static void parts_and_measured_run(void **state) {
   record_cleanup(&rec);
 }
 
+/* Numeric fields become property text with every digit (issue 11 item 3):
+ * the shortest text that reads back to the same double. */
 static void number_format(void **state) {
-  char buf[400];
   struct {
     double value;
     const char *text;
-  } cases[] = {{0, "0"},
+  } cases[] = {{0.8350349068479208, "0.8350349068479208"},
+               {4e-7, "4e-7"},
+               {0, "0"},
                {-0.0, "0"},
                {61500, "61500"},
                {0.25, "0.25"},
                {-3.5, "-3.5"},
-               {1e20, "100000000000000000000"},
-               {1.0 / 3, "0.333333"},
-               {1e-9, "0"},
+               {1e20, "1e20"},
+               {1.0 / 3, "0.3333333333333333"},
+               {1e-9, "1e-9"},
                {1704164400000.0, "1704164400000"}};
+  struct telemetry_options o = options();
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    telemetry_format_number(cases[i].value, buf, sizeof buf);
-    assert_string_equal(buf, cases[i].text);
+    struct record rec;
+    record_init(&rec);
+    snprintf(rec.name, sizeof rec.name, "AmlDatasetDriftDetected");
+    record_set_number(&rec, REC_DRIFT_COEFFICIENT, cases[i].value);
+    json_t *envs = json_array();
+    assert_int_equal(telemetry_envelopes(&o, &rec, NOW, TELEMETRY_ALL, envs), RESULT_OK);
+    assert_string_equal(prop(find(envs, "Event", 0), "drift_coefficient"), cases[i].text);
+    json_decref(envs);
+    record_cleanup(&rec);
   }
 }
 
