@@ -190,15 +190,32 @@ static bool run_duration_ms(const struct record *rec, int64_t *out_ms) {
   return false;
 }
 
+/* Ingestion refuses items timed before now - 48 h: such an item is moved to
+ * the oldest accepted time plus a margin and says so in its properties (the
+ * true times stay in start_time_utc_ms, end_time_utc_ms and event_time). */
+static int64_t accepted_time(int64_t time_ms, int64_t now_ms, json_t *base_data) {
+  int64_t oldest = now_ms - TELEMETRY_MAX_AGE_MS + TELEMETRY_AGE_MARGIN_MS;
+  if (time_ms >= oldest)
+    return time_ms;
+  json_t *props = json_object_get(base_data, "properties");
+  if (!props) {
+    props = json_object();
+    json_object_set_new(base_data, "properties", props);
+  }
+  json_object_set_new(props, TELEMETRY_TIMESTAMP_ADJUSTED, json_string("true"));
+  return oldest;
+}
+
 /* A new envelope `{name, time, iKey, tags, data: {baseType, baseData}}`; steals
  * `base_data`. `parent_id` may be NULL. */
 static json_t *envelope(const struct telemetry_options *o, const char *base_type,
-                        int64_t time_ms, json_t *base_data, const struct correlation *c,
-                        const char *parent_id) {
+                        int64_t time_ms, int64_t now_ms, json_t *base_data,
+                        const struct correlation *c, const char *parent_id) {
   char name[96], time_text[40];
   json_t *env = NULL, *tags = NULL;
   if (!base_data)
     goto fail;
+  time_ms = accepted_time(time_ms, now_ms, base_data);
   snprintf(name, sizeof name, ENVELOPE_PREFIX "%.*s", (int)(strlen(base_type) - 4),
            base_type); /* "EventData" -> "...Event" */
   if (strcmp(base_type, "MetricData") == 0)
@@ -262,7 +279,7 @@ static int add_event(const struct telemetry_options *o, const struct record *rec
   json_t *base = json_pack("{s:s%, s:o, s:o}", "name", rec->name,
                            strnlen(rec->name, sizeof rec->name), "properties", props,
                            "measurements", m);
-  return append(out, envelope(o, "EventData", event_time_ms(rec, now_ms), base, c,
+  return append(out, envelope(o, "EventData", event_time_ms(rec, now_ms), now_ms, base, c,
                               c->set ? c->request_id : NULL));
 fail:
   json_decref(props);
@@ -293,8 +310,8 @@ static int add_metric(const struct telemetry_options *o, const struct record *re
   json_t *base =
       json_pack("{s:[{s:s, s:s, s:s, s:f}], s:o}", "metrics", "ns", "azureml", "name",
                 metric, "kind", "Measurement", "value", value, "properties", props);
-  return append(out, envelope(o, "MetricData", event_time_ms(rec, now_ms), base, c,
-                              c->set ? c->request_id : NULL));
+  return append(out, envelope(o, "MetricData", event_time_ms(rec, now_ms), now_ms, base,
+                              c, c->set ? c->request_id : NULL));
 fail:
   json_decref(props);
   return RESULT_NOMEM;
@@ -347,8 +364,8 @@ static int add_span(const struct telemetry_options *o, const struct record *rec,
                      name ? name : "", "duration", duration, "responseCode", status,
                      "success", !strcasecmp(status, "Completed"), "properties", props,
                      "measurements", m);
-    return append(out,
-                  envelope(o, "RequestData", run_start_ms(rec, now_ms), base, c, NULL));
+    return append(out, envelope(o, "RequestData", run_start_ms(rec, now_ms), now_ms, base,
+                                c, NULL));
   }
 
   const char *task = record_string(rec, REC_DISPLAY_NAME);
@@ -374,8 +391,8 @@ static int add_span(const struct telemetry_options *o, const struct record *rec,
       return RESULT_NOMEM;
     }
   }
-  return append(out, envelope(o, "RemoteDependencyData", run_start_ms(rec, now_ms), base,
-                              c, c->request_id));
+  return append(out, envelope(o, "RemoteDependencyData", run_start_ms(rec, now_ms),
+                              now_ms, base, c, c->request_id));
 fail:
   json_decref(props);
   json_decref(m);
@@ -389,8 +406,8 @@ static int add_legacy_trace(const struct telemetry_options *o, const struct reco
     return RESULT_NOMEM;
   json_t *base = json_pack("{s:s, s:s, s:o}", "message", LEGACY_MESSAGE, "severityLevel",
                            "Information", "properties", props);
-  return append(out, envelope(o, "MessageData", event_time_ms(rec, now_ms), base, c,
-                              c->set ? c->request_id : NULL));
+  return append(out, envelope(o, "MessageData", event_time_ms(rec, now_ms), now_ms, base,
+                              c, c->set ? c->request_id : NULL));
 }
 
 const char *telemetry_measured_run(const struct record *rec) {

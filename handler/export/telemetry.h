@@ -16,6 +16,9 @@
  *     attributes (cicd.pipeline.*, error.type) among the properties;
  *   - with legacy_traces, also a trace (MessageData "aml_pipeline_run_metrics",
  *     severity Information) per terminal run, the original sample's log shape.
+ * An item timed more than 48 hours before `now_ms` (a long run's request, an
+ * event replayed late) is moved to the oldest time ingestion accepts, with a
+ * margin, and marked timestamp_adjusted = "true"; durations are not changed.
  * Rejected records are a customEvent only. Numbers become property text by
  * jsonx_format_double (every digit kept). Property names longer than 150
  * characters are dropped, values cut to 8192 bytes (at a UTF-8 boundary).
@@ -37,6 +40,13 @@
 #define TELEMETRY_MAX_PROPERTY_NAME 150
 #define TELEMETRY_MAX_PROPERTY_VALUE 8192
 #define TELEMETRY_LEGACY_TRACES_SETTING "HANDLER_LEGACY_TRACES"
+
+/* Ingestion refuses items timed more than 48 hours ago; older items are moved
+ * to now - TELEMETRY_MAX_AGE_MS + TELEMETRY_AGE_MARGIN_MS (the margin covers
+ * retries and clock skew) and carry the property timestamp_adjusted = "true". */
+#define TELEMETRY_MAX_AGE_MS (48LL * 3600 * 1000)
+#define TELEMETRY_AGE_MARGIN_MS (15LL * 60 * 1000)
+#define TELEMETRY_TIMESTAMP_ADJUSTED "timestamp_adjusted"
 
 struct telemetry_options {
   char ikey[64];           /* instrumentation key, on every envelope */
@@ -65,7 +75,8 @@ enum telemetry_parts {
 };
 
 /* Appends the envelopes of `rec` selected by `parts` to `out`; `now_ms` (wall
- * clock) is the time of envelopes when the record carries none. Returns
+ * clock) is the time of envelopes when the record carries none, and the
+ * reference of the 48-hour limit. Returns
  * RESULT_OK or RESULT_NOMEM. */
 HANDLER_NODISCARD int telemetry_envelopes(const struct telemetry_options *options,
                                           const struct record *rec, int64_t now_ms,

@@ -16,7 +16,8 @@ access tokens were issued.
 Resources are named by identifier URI exactly as Entra ID knows them (scope =
 URI + "/.default"): ARM has both `https://management.azure.com/` and the URI
 without slash (and the classic management.core.windows.net pair); Azure
-Monitor only `https://monitor.azure.com/` (hence its documented scope
+Monitor only `https://monitor.azure.com/` (`https://monitor.azure.us/` and
+`https://monitor.azure.cn/` in the sovereign clouds; hence its documented scope
 `https://monitor.azure.com//.default`; a scope `https://monitor.azure.com/.default`
 names an unknown resource: inferred from that documentation); AML also takes
 tokens for `https://ml.azure.com`.
@@ -33,6 +34,9 @@ import time
 import uuid
 
 ARM, MONITOR, AML = "arm", "monitor", "aml"
+# Azure Monitor in the sovereign clouds (Azure Government, Azure China): other
+# audiences, so a public-cloud token is refused there.
+MONITOR_US, MONITOR_CN = "monitor_us", "monitor_cn"
 
 RESOURCES = {
     "https://management.azure.com/": ARM,
@@ -40,6 +44,8 @@ RESOURCES = {
     "https://management.core.windows.net/": ARM,
     "https://management.core.windows.net": ARM,
     "https://monitor.azure.com/": MONITOR,
+    "https://monitor.azure.us/": MONITOR_US,
+    "https://monitor.azure.cn/": MONITOR_CN,
     "https://ml.azure.com/": AML,
     "https://ml.azure.com": AML,
 }

@@ -11,8 +11,9 @@ Request:
   swagger spells it); other types -> 415 (inferred). `Content-Encoding: gzip`
   is decoded; other encodings -> 415 (inferred).
 - Authorization: with `entra_only`, a bearer token for
-  https://monitor.azure.com/ is required (401 otherwise); a token present is
-  always checked. A caller whose "publisher" role was revoked (no Monitoring
+  https://monitor.azure.com/ is required (401 otherwise; `audiences` names the
+  accepted ones, e.g. (MONITOR_US,) for a resource in Azure Government, where a
+  public-cloud token is an invalid token); a token present is always checked. A caller whose "publisher" role was revoked (no Monitoring
   Metrics Publisher) gets 403.
 
 Answer, as the service does: {"itemsReceived", "itemsAccepted", "errors":
@@ -119,8 +120,10 @@ def _compact_size(envelope: Any) -> int:
 
 class IngestionService(Service):
     def __init__(self, directory: Directory, instrumentation_key: str,
-                 schema: SwaggerSchema | None = None, entra_only: bool = False) -> None:
+                 schema: SwaggerSchema | None = None, entra_only: bool = False,
+                 audiences: tuple[str, ...] = (MONITOR,)) -> None:
         self.directory = directory
+        self.audiences = audiences
         self.instrumentation_key = instrumentation_key
         self.rules = EnvelopeRules(schema or SwaggerSchema.load(), instrumentation_key)
         self.entra_only = entra_only
@@ -180,7 +183,7 @@ class IngestionService(Service):
             return self.error(401, "", "The legacy /v2/track endpoint does not accept "
                                        "Entra ID authentication; use /v2.1/track."), None
         if self.entra_only or authorization is not None:
-            check = self.directory.check_bearer(authorization, (MONITOR,))
+            check = self.directory.check_bearer(authorization, self.audiences)
             if check.problem is not None:
                 return self.error(401, "", f"An invalid authentication token was "
                                            f"provided ({check.problem})."), None

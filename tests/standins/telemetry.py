@@ -6,7 +6,9 @@ a per-item 400, empty when it is accepted. On top of the swagger (swagger.py):
 - the item's serialized size is at most 64 KB;
 - `iKey` is the resource's instrumentation key (a GUID, any case);
 - `time` is ISO 8601 UTC with a trailing Z (fraction of 1-7 digits optional)
-  and not older than 48 hours;
+  and not older than 48 hours (refused per item with the service's message
+  "103: Field 'time' on type 'Envelope' is older than the allowed min date",
+  azure-rest-api-specs Monitor.Exporters examples/track.json);
 - `data.baseType` is a known type and `data.baseData` validates against its
   definition (MetricData -> MetricsData), with `ver` 2;
 - `name` is `Microsoft.ApplicationInsights.<Type>` or the classic SDKs'
@@ -115,8 +117,13 @@ class EnvelopeRules:
         moment = parse_time(text)
         if moment is None:
             return ["envelope.time: not ISO 8601 UTC with a trailing Z"]
-        if datetime.datetime.now(datetime.timezone.utc) - moment > MAX_AGE:
-            return ["envelope.time: older than 48 hours"]
+        age = datetime.datetime.now(datetime.timezone.utc) - moment
+        if age > MAX_AGE:
+            # The service's own words (azure-rest-api-specs, Monitor.Exporters
+            # examples/track.json): a per-item 400.
+            return [f"103: Field 'time' on type 'Envelope' is older than the allowed "
+                    f"min date. Expected: now - {MAX_AGE // datetime.timedelta(milliseconds=1)}ms, "
+                    f"Actual: now - {age // datetime.timedelta(milliseconds=1)}ms"]
         return []
 
     def _name_ok(self, name: Any, short: str) -> bool:

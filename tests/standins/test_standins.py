@@ -29,7 +29,7 @@ import urllib.parse
 import uuid
 
 from .aml import DETAILS_KEYS, RUN_KEYS
-from .directory import ARM, MONITOR, ROLE_PUBLISHER, ROLE_WORKSPACE, AppRegistration, b64url
+from .directory import ARM, MONITOR, MONITOR_US, ROLE_PUBLISHER, ROLE_WORKSPACE, AppRegistration, b64url
 from .faults import Fault
 from .stack import Stack
 
@@ -777,8 +777,8 @@ class IngestionTest(StandinTestCase):
         cases = {
             "iKey": dict(event_envelope(), iKey=str(uuid.uuid4())),
             "iKey:": without("iKey"),
-            "envelope.time": dict(event_envelope(),
-                                  time=now_text(-datetime.timedelta(hours=49))),
+            "older than the allowed min date": dict(
+                event_envelope(), time=now_text(-datetime.timedelta(hours=49))),
             "not ISO": dict(event_envelope(), time=now_text().replace("Z", "")),
             "envelope.time:": without("time"),
             "envelope.name": dict(event_envelope(),
@@ -829,6 +829,20 @@ class IngestionTest(StandinTestCase):
         for fragment, item in cases.items():
             with self.subTest(fragment):
                 self.assertIn(fragment.rstrip(":"), self.refused(item))
+
+    def test_items_older_than_48_hours_are_refused_per_item(self):
+        # As the service answers (azure-rest-api-specs Monitor.Exporters
+        # examples/track.json): the old item fails alone with a 400 of its own.
+        old = dict(event_envelope(), time=now_text(-datetime.timedelta(hours=48, minutes=1)))
+        answer = self.post([event_envelope(), old])
+        self.assertEqual(answer.status, 206, answer.body)
+        [error] = answer.json()["errors"]
+        self.assertEqual((error["index"], error["statusCode"]), (1, 400))
+        self.assertTrue(error["message"].startswith(
+            "103: Field 'time' on type 'Envelope' is older than the allowed min date. "
+            "Expected: now - 172800000ms, Actual: now - "), error["message"])
+        recent = dict(event_envelope(), time=now_text(-datetime.timedelta(hours=47)))
+        self.assertEqual(self.post([recent]).status, 200)
 
     def test_nullable_fields_take_null(self):
         item = envelope("MetricData", "Metric", {"metrics": [
@@ -888,6 +902,20 @@ class IngestionTest(StandinTestCase):
             self.assertEqual(self.post([event_envelope()], headers=bearer(token)).status, 403)
         finally:
             service.entra_only = False
+
+    def test_sovereign_audience_refuses_a_public_cloud_token(self):
+        # A resource in Azure Government takes tokens for https://monitor.azure.us/
+        # only; one for the public cloud's audience is an invalid token (401).
+        service = stack.ingestion.service
+        service.entra_only, service.audiences = True, (MONITOR_US,)
+        try:
+            answer = self.post([event_envelope()], headers=bearer(token_for(MONITOR_SCOPE)))
+            self.assertEqual(answer.status, 401, answer.body)
+            self.assertIn("audience", answer.json()["errors"][0]["message"])
+            us = token_for("https://monitor.azure.us//.default")
+            self.assertEqual(self.post([event_envelope()], headers=bearer(us)).status, 200)
+        finally:
+            service.entra_only, service.audiences = False, (MONITOR,)
 
 
 class StackTest(StandinTestCase):

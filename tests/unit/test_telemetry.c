@@ -404,6 +404,48 @@ static void number_format(void **state) {
   }
 }
 
+/* Ingestion refuses items timed more than 48 h ago (issue 11 item 1): every
+ * item of a run that started three days ago is moved to the oldest accepted
+ * time plus a margin and marked, the true times stay in the record keys, and
+ * the durations stay true. */
+static void items_older_than_48_hours_are_moved_and_marked(void **state) {
+  struct telemetry_options o = options();
+  struct record rec;
+  base_run(&rec, "AmlRunCompleted", RUN_KIND_PIPELINE, PIPELINE_ID, "Completed");
+  record_set_number(&rec, REC_QUEUE_TIME_MS, 2000);
+  /* Started 2024-01-02T03:00:00Z, event at 03:10; now is three days later. */
+  int64_t now = 1704164400000LL + 3 * 86400000LL;
+  json_t *envs = json_array();
+  assert_int_equal(telemetry_envelopes(&o, &rec, now, TELEMETRY_ALL, envs), RESULT_OK);
+  assert_int_equal(count(envs, "Request"), 1);
+  char oldest[40];
+  time_format_iso8601(now - TELEMETRY_MAX_AGE_MS + TELEMETRY_AGE_MARGIN_MS, oldest,
+                      sizeof oldest);
+  size_t i;
+  json_t *env;
+  json_array_foreach(envs, i, env) {
+    assert_string_equal(json_string_value(json_object_get(env, "time")), oldest);
+    assert_string_equal(prop(env, "timestamp_adjusted"), "true");
+  }
+  json_t *req = find(envs, "Request", 0);
+  assert_string_equal(str(req, "duration"), "00:01:01.5000000");
+  assert_string_equal(prop(req, "start_time_utc_ms"), "1704164400000");
+  json_t *event = find(envs, "Event", 0);
+  assert_string_equal(prop(event, "event_time"), "2024-01-02T03:10:00Z");
+  json_decref(envs);
+
+  /* Within 48 hours nothing moves and nothing is marked. */
+  envs = json_array();
+  now = 1704164400000LL + 47 * 3600000LL;
+  assert_int_equal(telemetry_envelopes(&o, &rec, now, TELEMETRY_ALL, envs), RESULT_OK);
+  assert_string_equal(
+      json_string_value(json_object_get(find(envs, "Request", 0), "time")),
+      "2024-01-02T03:00:00.000Z");
+  json_array_foreach(envs, i, env) assert_null(prop(env, "timestamp_adjusted"));
+  json_decref(envs);
+  record_cleanup(&rec);
+}
+
 static void ids(void **state) {
   char op[33], a[17], b[17];
   telemetry_operation_id("5d3f0a2b-1c4e-4f6a-8b9c-0d1e2f3a4b5c", op);
@@ -465,6 +507,7 @@ int main(void) {
       cmocka_unit_test(legacy_traces),
       cmocka_unit_test(parts_and_measured_run),
       cmocka_unit_test(number_format),
+      cmocka_unit_test(items_older_than_48_hours_are_moved_and_marked),
       cmocka_unit_test(ids),
       cmocka_unit_test(options_from_env),
   };

@@ -1,0 +1,72 @@
+"""End-to-end tests of issue 11: faithful to what Azure really sends and accepts.
+
+The real executable runs under the Functions host emulator against the
+stand-ins; the ingestion stand-in refuses, per item, what the service refuses
+(items timed more than 48 hours ago, with the service's message; bearer tokens
+for another audience).
+
+Covered: a pipeline that ran three days ago still has its request, its
+dependencies and its events (moved to the oldest accepted time, marked
+`timestamp_adjusted`, true times and durations kept).
+"""
+
+import unittest
+
+from tests.e2e.support import (
+    NEEDS_HANDLER,
+    BenchTestCase,
+    duration_ms,
+    expected_from_run,
+    iso_ms,
+)
+
+PIPELINE = "da7e4950-79aa-4363-9d34-1c71e5fbd95f"
+STEPS = ("3e387505-7222-4a23-a1ff-15572a7db2c7", "b5fb4970-c5e1-48a7-ac98-8d4f951669ef",
+         "907918cc-bca5-4cc9-8e33-b44feeff4d62")
+THREE_DAYS_S = 3 * 86400
+HOUR_MS = 3600 * 1000
+
+
+@NEEDS_HANDLER
+class OldRunTest(BenchTestCase):
+    """The sample pipeline, its events and runs moved three days into the past."""
+
+    bench_options = {"lag_seconds": THREE_DAYS_S}
+
+    def test_a_run_older_than_48_hours_keeps_every_item(self):
+        host = self.handler("secret")
+        delivery = host.deliver(self.bench.events)
+        self.assertEqual(delivery.status, 202)
+        service = self.stack.ingestion.service
+        refused = [e for p in service.posts() for e in p.errors]
+        self.assertEqual(refused, [], "the ingestion stand-in refused items")
+
+        requests = service.items(base_type="RequestData")
+        self.assertEqual(len(requests), 1, "the pipeline run has no request")
+        dependencies = service.items(base_type="RemoteDependencyData")
+        self.assertEqual({d.properties.get("cicd.pipeline.task.run.id")
+                          for d in dependencies}, set(STEPS))
+        events = service.items(base_type="EventData")
+        self.assertEqual(len(events), len(self.bench.events))
+
+        for item in requests + dependencies:
+            run_id = item.properties.get("cicd.pipeline.task.run.id") or PIPELINE
+            expected = expected_from_run(self.bench.runs[run_id])
+            with self.subTest(run=run_id):
+                self.assertEqual(item.properties.get("timestamp_adjusted"), "true")
+                # The true times stay in the record keys, the duration is true.
+                self.assertEqual(float(item.properties["start_time_utc_ms"]),
+                                 expected["start_time_utc_ms"])
+                self.assertEqual(round(duration_ms(item.base_data["duration"])),
+                                 expected["execution_time_ms"])
+                moved = iso_ms(item.envelope["time"])
+                self.assertGreater(moved, expected["start_time_utc_ms"] + 24 * HOUR_MS)
+        for item in events:
+            with self.subTest(event=item.properties.get("event_id")):
+                self.assertEqual(item.properties.get("timestamp_adjusted"), "true")
+                self.assertNotEqual(iso_ms(item.envelope["time"]),
+                                    iso_ms(item.properties["event_time"]))
+
+
+if __name__ == "__main__":
+    unittest.main()
