@@ -82,6 +82,7 @@ struct ai_exporter {
   bool stopping;
   struct item *head, **tail;
   char *track_url;
+  char scope[CONNECTION_STRING_SCOPE_MAX]; /* Entra ID token scope (AADAudience) */
   struct appinsights_stats stats;
   /* Invocations in flight (the server's count), to end the batching window as
    * soon as every one of them is waiting here: no more items are coming. */
@@ -324,8 +325,8 @@ static void send_batch(struct ai_exporter *ai, struct item **items, size_t n,
     if (ai->cred) {
       free(token);
       token = NULL;
-      if (credential_get_token(ai->cred, CREDENTIAL_SCOPE_MONITOR, deadline, &token,
-                               &err) != RESULT_OK) {
+      if (credential_get_token(ai->cred, ai->scope, deadline, &token, &err) !=
+          RESULT_OK) {
         snprintf(res->message, sizeof res->message,
                  "no Entra ID token for ingestion (%s credential): %.180s",
                  credential_kind(ai->cred), err.message);
@@ -810,6 +811,7 @@ int appinsights_exporter_new_with(const struct config *cfg, settings_getenv_fn g
     goto fail;
   }
   snprintf(ai->track_url, url_len, "%s%s", cs.ingestion_endpoint, TRACK_PATH);
+  snprintf(ai->scope, sizeof ai->scope, "%s", cs.ingestion_scope);
   if (pthread_create(&ai->thread, NULL, sender_main, ai) != 0) {
     result = error_set(err, RESULT_IO, "", "could not start the telemetry sender thread");
     goto fail;
@@ -821,9 +823,10 @@ int appinsights_exporter_new_with(const struct config *cfg, settings_getenv_fn g
 
   char masked[64];
   log_mask(cs.instrumentation_key, masked, sizeof masked);
-  log_info("event=appinsights_configured url=%s ikey=%s auth=%s legacy_traces=%s",
+  log_info("event=appinsights_configured url=%s ikey=%s auth=%s scope=%s "
+           "legacy_traces=%s",
            ai->track_url, masked, ai->cred ? "entra_id" : "instrumentation_key",
-           ai->telemetry.legacy_traces ? "true" : "false");
+           ai->cred ? ai->scope : "none", ai->telemetry.legacy_traces ? "true" : "false");
   *out = &ai->base;
   return RESULT_OK;
 fail:
@@ -889,8 +892,8 @@ static int check_dry_run(struct ai_exporter *ai, int64_t deadline_ms,
   if (!url)
     goto done;
   if (ai->cred) {
-    if ((r = credential_get_token(ai->cred, CREDENTIAL_SCOPE_MONITOR, deadline_ms, &token,
-                                  err)) != RESULT_OK)
+    if ((r = credential_get_token(ai->cred, ai->scope, deadline_ms, &token, err)) !=
+        RESULT_OK)
       goto done;
     if (!(auth = malloc(strlen(token) + 8))) {
       r = RESULT_NOMEM;

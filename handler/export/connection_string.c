@@ -85,11 +85,34 @@ static bool valid_host_part(const char *text) {
   return text[0] != '\0';
 }
 
+/* The token scope from AADAudience, as _utils._get_scope does: the audience
+ * followed by "/.default" ("https://monitor.azure.us/" ->
+ * "https://monitor.azure.us//.default"), the public cloud's scope without one. */
+static int ingestion_scope(const char *audience, const char *name,
+                           struct connection_string *out, struct error_info *err) {
+  if (!audience[0]) {
+    snprintf(out->ingestion_scope, sizeof out->ingestion_scope, "%s",
+             CONNECTION_STRING_DEFAULT_SCOPE);
+    return RESULT_OK;
+  }
+  bool usable = strncasecmp(audience, "https://", 8) == 0 && audience[8] != '\0' &&
+                strlen(audience) + sizeof "/.default" <= sizeof out->ingestion_scope;
+  for (const char *p = audience; usable && *p; p++)
+    usable = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f;
+  if (!usable)
+    return error_set(err, RESULT_INVALID, name,
+                     "%s has an AADAudience that is not an https:// URL (e.g. "
+                     "https://monitor.azure.us/)",
+                     name);
+  snprintf(out->ingestion_scope, sizeof out->ingestion_scope, "%s/.default", audience);
+  return RESULT_OK;
+}
+
 int connection_string_parse(const char *text, const char *setting,
                             struct connection_string *out, struct error_info *err) {
   const char *name = setting ? setting : "APPLICATIONINSIGHTS_CONNECTION_STRING";
   char ikey[CONNECTION_STRING_MAX + 1] = "", endpoint[CONNECTION_STRING_MAX + 1] = "";
-  char suffix[256] = "", location[128] = "";
+  char suffix[256] = "", location[128] = "", audience[CONNECTION_STRING_SCOPE_MAX] = "";
   memset(out, 0, sizeof *out);
   if (!text || !*text)
     return error_set(err, RESULT_INVALID, name, "%s is empty", name);
@@ -114,6 +137,8 @@ int connection_string_parse(const char *text, const char *setting,
       copy_value(suffix, sizeof suffix, part.value, part.value_len);
     else if (key_is(&part, "Location"))
       copy_value(location, sizeof location, part.value, part.value_len);
+    else if (key_is(&part, "AADAudience"))
+      copy_value(audience, sizeof audience, part.value, part.value_len);
     /* Other keys (LiveEndpoint, ProfilerEndpoint, ApplicationId, ...) are not ours. */
   }
 
@@ -162,7 +187,7 @@ int connection_string_parse(const char *text, const char *setting,
   if (n == host)
     return error_set(err, RESULT_INVALID, name, "%s has an empty IngestionEndpoint",
                      name);
-  return RESULT_OK;
+  return ingestion_scope(audience, name, out, err);
 }
 
 int authentication_string_parse(const char *text, struct authentication_string *out,

@@ -5,8 +5,12 @@
  * each part split on its first '='. InstrumentationKey must be a GUID. The
  * ingestion endpoint is IngestionEndpoint when given, else
  * https://[<Location>.]dc.<EndpointSuffix>, else https://dc.services.visualstudio.com;
- * trailing slashes are stripped. Errors name the setting and never show the
- * instrumentation key whole (log_mask).
+ * trailing slashes are stripped. The Entra ID token scope for ingestion is
+ * AADAudience + "/.default" when the string names an audience (sovereign
+ * clouds: https://monitor.azure.us/, https://monitor.azure.cn/), else
+ * https://monitor.azure.com//.default, as the official Python exporter builds
+ * it (azure-monitor-opentelemetry-exporter, _utils._get_scope). Errors name the setting
+ * and never show the instrumentation key whole (log_mask).
  *
  * authentication_string_parse() reads APPLICATIONINSIGHTS_AUTHENTICATION_STRING:
  * `Authorization=AAD[;ClientId=<id>]` (Entra ID ingestion with a managed identity).
@@ -22,10 +26,13 @@
 
 #define CONNECTION_STRING_MAX 4096
 #define CONNECTION_STRING_DEFAULT_ENDPOINT "https://dc.services.visualstudio.com"
+#define CONNECTION_STRING_DEFAULT_SCOPE "https://monitor.azure.com//.default"
+#define CONNECTION_STRING_SCOPE_MAX 512
 
 struct connection_string {
   char instrumentation_key[37];                        /* GUID, lower-cased */
   char ingestion_endpoint[CONNECTION_STRING_MAX + 64]; /* no trailing slash */
+  char ingestion_scope[CONNECTION_STRING_SCOPE_MAX];   /* Entra ID token scope */
 };
 
 /* `setting` names the app setting in error messages (may be NULL). */

@@ -7,7 +7,9 @@ for another audience).
 
 Covered: a pipeline that ran three days ago still has its request, its
 dependencies and its events (moved to the oldest accepted time, marked
-`timestamp_adjusted`, true times and durations kept).
+`timestamp_adjusted`, true times and durations kept); a connection string's
+`AADAudience` (Azure Government) makes the ingestion token one for that
+audience, which the sovereign ingestion accepts.
 """
 
 import unittest
@@ -17,8 +19,10 @@ from tests.e2e.support import (
     BenchTestCase,
     duration_ms,
     expected_from_run,
+    fresh_copy,
     iso_ms,
 )
+from tests.standins.directory import MONITOR, MONITOR_US
 
 PIPELINE = "da7e4950-79aa-4363-9d34-1c71e5fbd95f"
 STEPS = ("3e387505-7222-4a23-a1ff-15572a7db2c7", "b5fb4970-c5e1-48a7-ac98-8d4f951669ef",
@@ -66,6 +70,34 @@ class OldRunTest(BenchTestCase):
                 self.assertEqual(item.properties.get("timestamp_adjusted"), "true")
                 self.assertNotEqual(iso_ms(item.envelope["time"]),
                                     iso_ms(item.properties["event_time"]))
+
+
+@NEEDS_HANDLER
+class SovereignCloudTest(BenchTestCase):
+    """An App Insights resource in Azure Government: Entra ID only, and only
+    tokens for https://monitor.azure.us/ (a public-cloud token is a 401)."""
+
+    def setUp(self):
+        super().setUp()
+        service = self.stack.ingestion.service
+        service.entra_only, service.audiences = True, (MONITOR_US,)
+        self.addCleanup(setattr, service, "audiences", (MONITOR,))
+        self.addCleanup(setattr, service, "entra_only", False)
+
+    def test_aad_audience_sets_the_ingestion_token_scope(self):
+        connection = (f"InstrumentationKey={self.stack.instrumentation_key};"
+                      f"IngestionEndpoint={self.stack.ingestion.base_url}/;"
+                      f"AADAudience=https://monitor.azure.us/")
+        host = self.handler("secret", ingestion_aad=True,
+                            APPLICATIONINSIGHTS_CONNECTION_STRING=connection)
+        event = fresh_copy(self.bench.events[0])
+        self.assertEqual(host.deliver([event]).status, 202)
+        service = self.stack.ingestion.service
+        statuses = [p.status for p in service.posts()]
+        self.assertEqual(statuses, [200], [p.errors for p in service.posts()])
+        self.assertEqual(len(service.items(base_type="EventData")), 1)
+        resources = {g.resource for g in self.stack.directory.grants(MONITOR_US)}
+        self.assertEqual(resources, {"https://monitor.azure.us/"})
 
 
 if __name__ == "__main__":

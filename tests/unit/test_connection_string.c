@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,37 @@ static void authentication_string(void **state) {
   assert_int_equal(authentication_string_parse("AAD", &a, &err), RESULT_INVALID);
 }
 
+/* The ingestion token scope, as the official Python exporter builds it
+ * (azure-monitor-opentelemetry-exporter _utils._get_scope): the public cloud's
+ * scope by default, else AADAudience + "/.default" (issue 11 item 4). */
+static void ingestion_scope_from_aad_audience(void **state) {
+  static const char key[] = "InstrumentationKey=00000000-1111-2222-3333-444444444444;";
+  struct {
+    const char *extra, *scope;
+  } cases[] = {
+      {"", "https://monitor.azure.com//.default"},
+      {"AADAudience=https://monitor.azure.us/", "https://monitor.azure.us//.default"},
+      {"aadaudience = https://monitor.azure.cn/ ", "https://monitor.azure.cn//.default"},
+      {"AADAudience=https://monitor.azure.us", "https://monitor.azure.us/.default"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char text[256];
+    snprintf(text, sizeof text, "%s%s", key, cases[i].extra);
+    struct connection_string cs;
+    struct error_info err;
+    assert_int_equal(connection_string_parse(text, NULL, &cs, &err), RESULT_OK);
+    assert_string_equal(cs.ingestion_scope, cases[i].scope);
+  }
+  struct connection_string cs;
+  struct error_info err;
+  assert_int_equal(connection_string_parse("InstrumentationKey=00000000-1111-2222-3333-"
+                                           "444444444444;AADAudience=monitor.azure.us",
+                                           "APPLICATIONINSIGHTS_CONNECTION_STRING", &cs,
+                                           &err),
+                   RESULT_INVALID);
+  assert_non_null(strstr(err.message, "AADAudience"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(endpoint_forms),
@@ -138,6 +170,7 @@ int main(void) {
       cmocka_unit_test(errors),
       cmocka_unit_test(guid_shape),
       cmocka_unit_test(authentication_string),
+      cmocka_unit_test(ingestion_scope_from_aad_audience),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
