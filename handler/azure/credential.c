@@ -267,6 +267,16 @@ int credential_from_env(settings_getenv_fn getenv_fn, void *ctx, struct credenti
                          tenant_name, client_name);
       goto done;
     }
+    if (client && !identity_endpoint) {
+      /* Half a service principal: the client id alone names no credential. */
+      result = error_set(err, RESULT_INVALID, client_name,
+                         "%s is set, but no credential can use it: set AZURE_TENANT_ID "
+                         "with AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
+                         "AZURE_FEDERATED_TOKEN_FILE, or enable a managed identity "
+                         "(IDENTITY_ENDPOINT is not set)",
+                         client_name);
+      goto done;
+    }
     if (identity_endpoint) {
       result = make_managed(getenv_fn, ctx, client, out, err);
       if (result == RESULT_OK)

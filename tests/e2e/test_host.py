@@ -305,6 +305,20 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(len(lines), 1, result.stderr)
         self.assertIn("FUNCTIONS_CUSTOMHANDLER_PORT", lines[0])
 
+    def test_a_client_id_no_credential_can_use_stops_start_up_with_one_line(self):
+        # Issue 11 item 7: AZURE_CLIENT_ID without tenant and secret (or
+        # certificate, or token file) and without a managed identity.
+        env = {"PATH": os.environ.get("PATH", ""), "FUNCTIONS_APP_ROOT_PATH": str(self.root),
+               "FUNCTIONS_CUSTOMHANDLER_PORT": "1",
+               "AZURE_CLIENT_ID": "00000000-1111-2222-3333-444444444444"}
+        result = subprocess.run([HANDLER_BIN], env=env, cwd=self.root, timeout=10,
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        self.assertNotEqual(result.returncode, 0)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("AZURE_CLIENT_ID", lines[0])
+        self.assertIn("no credential can use it", lines[0])
+
 
 if __name__ == "__main__":
     unittest.main()

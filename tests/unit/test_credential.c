@@ -298,6 +298,13 @@ static void refuses_misconfiguration(void **state) {
   struct kv no_secret[] = {
       {"AZURE_TENANT_ID", TENANT}, {"AZURE_CLIENT_ID", CLIENT}, {NULL, NULL}};
   expect_invalid(no_secret, "AZURE_CLIENT_SECRET", "none of AZURE_CLIENT_SECRET");
+  /* Half a service principal (issue 11 item 7): a client id that neither a
+   * service principal nor a managed identity could use. */
+  struct kv client_only[] = {{"AZURE_CLIENT_ID", CLIENT}, {NULL, NULL}};
+  expect_invalid(client_only, "AZURE_CLIENT_ID",
+                 "AZURE_CLIENT_ID is set, but no credential can use it");
+  struct kv app_id_only[] = {{"APP_ID", CLIENT}, {NULL, NULL}};
+  expect_invalid(app_id_only, "APP_ID", "APP_ID is set, but no credential can use it");
   struct kv bad_tenant[] = {{"AZURE_TENANT_ID", "a/b?c"},
                             {"AZURE_CLIENT_ID", CLIENT},
                             {"AZURE_CLIENT_SECRET", SECRET},
