@@ -3,12 +3,17 @@
  * A credential is built once from the settings (DefaultAzureCredential's order:
  * client secret, client certificate, workload identity, managed identity) and
  * then only hands out tokens. Each scope has a cache entry. A token is handed
- * out while the wall clock is before its `refresh_at_ms`, which is always at
- * least MIN_VALIDITY_MS before it expires. When a refresh is due, exactly one
- * caller (the one that sets `refreshing`) asks upstream, without the lock held;
- * the others either keep using the old token while it still has a minute left,
- * or wait on `cond` for the refresh to end and then share its outcome, so a
- * failing authority sees one request, not one per waiting invocation.
+ * out while the wall clock is before its `refresh_at_ms` (5 minutes before
+ * expiry, half-way for short-lived tokens, or the service's refresh_in, as the
+ * Azure SDKs do). When a refresh is due, exactly one caller (the one that sets
+ * `refreshing`) asks upstream, without the lock held; the others either keep
+ * using the old token while it is still valid, or wait on `cond` for the
+ * refresh to end and then share its outcome, so a failing authority sees one
+ * request, not one per waiting invocation. A token is used for as long as it
+ * is valid, however soon it expires: a managed identity endpoint hands out its
+ * cached token, which may be seconds from expiry, and keeps handing it out;
+ * refusing it would fail every invocation. A failed refresh keeps a token that
+ * is still valid.
  *
  * Secrets (client secret, assertions, federated tokens, the identity header,
  * access tokens) go only into request bodies and headers, never into a log line
@@ -40,8 +45,8 @@
 #include "base/settings.h"
 #include "base/timeutil.h"
 
-#define MIN_VALIDITY_MS (60 * 1000)        /* never hand out a token closer to expiry */
 #define REFRESH_AHEAD_MS (5 * 60 * 1000)   /* refresh this long before expiry */
+#define MIN_REFRESH_GAP_MS 1000            /* nor more often than this near expiry */
 #define RETRY_AFTER_FAILURE_MS (30 * 1000) /* keep a valid old token this long */
 #define ASSERTION_LIFETIME_S 600
 #define TOKEN_RESPONSE_MAX (256 * 1024)
@@ -61,7 +66,7 @@ struct cache_entry {
   char *scope;
   char *token;           /* NULL until a refresh succeeds */
   int64_t expires_at_ms; /* wall clock */
-  int64_t refresh_at_ms; /* wall clock; <= expires_at_ms - MIN_VALIDITY_MS */
+  int64_t refresh_at_ms; /* wall clock; <= expires_at_ms */
   bool refreshing;       /* one caller is asking upstream right now */
   uint64_t generation;   /* bumped when a refresh ends */
   int last_result;       /* outcome of the last refresh, for the waiters */
@@ -457,10 +462,10 @@ static int parse_body(const char *body, size_t len, const char *source, json_t *
 
 static int check_expiry(struct credential_token *out, int64_t now_ms, const char *source,
                         struct error_info *err) {
-  if (out->expires_at_ms - now_ms < MIN_VALIDITY_MS) {
+  if (out->expires_at_ms <= now_ms) {
     free(out->access_token);
     out->access_token = NULL;
-    return malformed(err, source, "the token expires in less than a minute");
+    return malformed(err, source, "the token has already expired");
   }
   return RESULT_OK;
 }
@@ -914,15 +919,19 @@ static struct cache_entry *find_entry(struct credential *cred, const char *scope
 }
 
 /* When to refresh a token: 5 minutes ahead (half-way for short-lived tokens), or
- * when the service asked, whichever is first; always a minute before expiry. */
+ * when the service asked, whichever is first; not sooner than a second from now
+ * (an endpoint that keeps handing out the same dying token is not hammered),
+ * and never after expiry. */
 static int64_t refresh_time(const struct credential_token *tok, int64_t now_ms) {
   int64_t at = tok->expires_at_ms - REFRESH_AHEAD_MS;
   if (at <= now_ms)
     at = now_ms + (tok->expires_at_ms - now_ms) / 2;
   if (tok->refresh_at_ms > 0 && tok->refresh_at_ms < at)
     at = tok->refresh_at_ms;
-  if (at > tok->expires_at_ms - MIN_VALIDITY_MS)
-    at = tok->expires_at_ms - MIN_VALIDITY_MS;
+  if (at < now_ms + MIN_REFRESH_GAP_MS)
+    at = now_ms + MIN_REFRESH_GAP_MS;
+  if (at > tok->expires_at_ms)
+    at = tok->expires_at_ms;
   return at;
 }
 
@@ -940,8 +949,8 @@ int credential_get_token(struct credential *cred, const char *scope, int64_t dea
     goto unlock;
   for (;;) {
     int64_t now = time_now_ms();
-    if (e->token && (now < e->refresh_at_ms ||
-                     (e->refreshing && e->expires_at_ms - now >= MIN_VALIDITY_MS))) {
+    if (e->token &&
+        (now < e->refresh_at_ms || (e->refreshing && now < e->expires_at_ms))) {
       result = (*out_token = strdup(e->token)) ? RESULT_OK : RESULT_NOMEM;
       goto unlock;
     }
@@ -981,14 +990,14 @@ int credential_get_token(struct credential *cred, const char *scope, int64_t dea
     log_info("event=token_acquired kind=%s scope=%s expires_in_s=%lld refresh_in_s=%lld",
              kind_names[cred->kind], scope, (long long)((e->expires_at_ms - now) / 1000),
              (long long)((e->refresh_at_ms - now) / 1000));
-  } else if (e->token && e->expires_at_ms - now >= MIN_VALIDITY_MS) {
-    /* Refreshing ahead failed, but the old token is good for a while yet. */
+  } else if (e->token && now < e->expires_at_ms) {
+    /* Refreshing ahead failed, but the old token is still valid. */
     log_warn("event=token_refresh_failed kind=%s scope=%s result=\"%s\" reason=\"%s\" "
              "action=keep_current_token",
              kind_names[cred->kind], scope, result_str(result), rerr.message);
     e->refresh_at_ms = now + RETRY_AFTER_FAILURE_MS;
-    if (e->refresh_at_ms > e->expires_at_ms - MIN_VALIDITY_MS)
-      e->refresh_at_ms = e->expires_at_ms - MIN_VALIDITY_MS;
+    if (e->refresh_at_ms > e->expires_at_ms)
+      e->refresh_at_ms = e->expires_at_ms;
     result = RESULT_OK;
   } else {
     log_warn("event=token_failed kind=%s scope=%s result=\"%s\" reason=\"%s\"",

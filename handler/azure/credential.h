@@ -17,7 +17,9 @@
  *
  * Tokens are cached per scope and refreshed ahead of expiry (5 minutes before,
  * half-way for short-lived tokens, or at the service's refresh_in, whichever is
- * first); a token is never handed out with less than a minute left. Under
+ * first); a token is handed out for as long as it is valid, however soon it
+ * expires (a managed identity endpoint keeps handing out its cached token
+ * until it has a new one); only an expired token is refused. Under
  * concurrency one caller refreshes and the others wait for it and share its
  * outcome; while a still-valid token exists, callers keep using it instead of
  * waiting, and a failed early refresh keeps it (retried after 30 s). A refused
@@ -58,8 +60,8 @@ HANDLER_NODISCARD int credential_managed_identity(settings_getenv_fn getenv_fn, 
 /* "client secret", "client certificate", "workload identity", "managed identity". */
 const char *credential_kind(const struct credential *cred);
 
-/* A bearer token for `scope` ("https://management.azure.com/.default"), valid for
- * at least a minute more, obtained before `deadline_ms` (time_mono_ms). */
+/* A bearer token for `scope` ("https://management.azure.com/.default"), still
+ * valid now, obtained before `deadline_ms` (time_mono_ms). */
 HANDLER_NODISCARD int credential_get_token(struct credential *cred, const char *scope,
                                            int64_t deadline_ms, char **out_token,
                                            struct error_info *err);

@@ -9,12 +9,15 @@ Covered: a pipeline that ran three days ago still has its request, its
 dependencies and its events (moved to the oldest accepted time, marked
 `timestamp_adjusted`, true times and durations kept); a connection string's
 `AADAudience` (Azure Government) makes the ingestion token one for that
-audience, which the sovereign ingestion accepts.
+audience, which the sovereign ingestion accepts; a managed identity endpoint
+that keeps handing out its cached token with seconds left fails no invocation.
 """
 
+import time
 import unittest
 
 from tests.e2e.support import (
+    FUNCTION,
     NEEDS_HANDLER,
     BenchTestCase,
     duration_ms,
@@ -22,7 +25,7 @@ from tests.e2e.support import (
     fresh_copy,
     iso_ms,
 )
-from tests.standins.directory import MONITOR, MONITOR_US
+from tests.standins.directory import ARM, MONITOR, MONITOR_US
 
 PIPELINE = "da7e4950-79aa-4363-9d34-1c71e5fbd95f"
 STEPS = ("3e387505-7222-4a23-a1ff-15572a7db2c7", "b5fb4970-c5e1-48a7-ac98-8d4f951669ef",
@@ -98,6 +101,39 @@ class SovereignCloudTest(BenchTestCase):
         self.assertEqual(len(service.items(base_type="EventData")), 1)
         resources = {g.resource for g in self.stack.directory.grants(MONITOR_US)}
         self.assertEqual(resources, {"https://monitor.azure.us/"})
+
+
+@NEEDS_HANDLER
+class ShortLivedTokenTest(BenchTestCase):
+    """The managed identity endpoint hands out its cached 20-second token again
+    and again, until it has expired (as the platform's cache does)."""
+
+    appinsights = False
+
+    def setUp(self):
+        super().setUp()
+        msi = self.stack.msi.service
+        msi.cache, msi.lifetime = True, 20
+        self.addCleanup(setattr, msi, "lifetime", msi.lifetime)
+        self.addCleanup(setattr, msi, "cache", False)
+
+    def test_a_valid_token_close_to_expiry_fails_no_invocation(self):
+        host = self.handler("managed_identity")
+        deadline = time.time() + 24  # past the first token's expiry
+        delivered = 0
+        while time.time() < deadline:
+            event = fresh_copy(self.bench.events[delivered % len(self.bench.events)])
+            answer = host.invoke(FUNCTION, event)
+            self.assertEqual(answer.status, 200, answer.raw)
+            delivered += 1
+            time.sleep(2)
+        self.assertGreaterEqual(delivered, 10)
+        grants = self.stack.directory.grants(ARM)
+        self.assertGreaterEqual(len(grants), 2, "the token never expired during the test")
+        for server in (self.stack.arm, self.stack.aml):
+            self.assertEqual([e.status for e in server.journal.exchanges()
+                              if e.status != 200], [],
+                             "a request went out with an expired token")
 
 
 if __name__ == "__main__":

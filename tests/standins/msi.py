@@ -19,10 +19,17 @@ Success: {"access_token", "expires_on", "resource", "token_type": "Bearer",
 "client_id"}; `expires_on` as the platform sends it ("string": epoch seconds in a
 string), or as other hosts do ("number", or "date": "11/28/2026 10:00:00 +00:00").
 Errors: {"statusCode": n, "message": "...", "correlationId": "..."}.
+
+With `cache`, the endpoint behaves as the platform's does (a managed identity
+endpoint returns its cached token, which can be close to expiry): one token per
+resource and identity, handed out again until it has expired, whatever time it
+has left.
 """
 
 import datetime
 import re
+import threading
+import time
 import uuid
 
 from .directory import RESOURCES, Directory
@@ -37,7 +44,7 @@ class ManagedIdentityService(Service):
 
     def __init__(self, directory: Directory, identity_header: str | None = None,
                  lifetime: int = 86400, expires_on_format: str = "string",
-                 system_assigned: bool = True) -> None:
+                 system_assigned: bool = True, cache: bool = False) -> None:
         if expires_on_format not in EXPIRES_ON_FORMATS:
             raise ValueError(f"expires_on_format must be one of {EXPIRES_ON_FORMATS}")
         self.directory = directory
@@ -45,6 +52,9 @@ class ManagedIdentityService(Service):
         self.lifetime = lifetime
         self.expires_on_format = expires_on_format
         self.system_assigned = system_assigned
+        self.cache = cache
+        self._cached = {}
+        self._lock = threading.Lock()
 
     def routes(self) -> list[Route]:
         return [Route("msi", ("GET",), re.compile(r"/msi/token"), self._token)]
@@ -74,11 +84,20 @@ class ManagedIdentityService(Service):
         client_id = self._identity(request)
         if client_id is None:
             return self.error(400, "", "Unable to load the proper Managed Identity.")
-        grant = self.directory.issue(resource, client_id, "managed_identity", self.lifetime)
+        grant = self._grant(resource, client_id)
         return Response.json(200, {"access_token": grant.token,
                                    "expires_on": self._expires_on(grant.expires_at),
                                    "resource": resource, "token_type": "Bearer",
                                    "client_id": client_id})
+
+    def _grant(self, resource: str, client_id: str):
+        with self._lock:
+            grant = self._cached.get((resource, client_id)) if self.cache else None
+            if grant is None or grant.expires_at <= time.time():
+                grant = self.directory.issue(resource, client_id, "managed_identity",
+                                             self.lifetime)
+                self._cached[(resource, client_id)] = grant
+            return grant
 
     def _identity(self, request: Request) -> str | None:
         if "principal_id" in request.query or "mi_res_id" in request.query:

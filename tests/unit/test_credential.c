@@ -689,24 +689,67 @@ static void refreshes_ahead_of_expiry(void **state) {
   assert_null(get(cred, ARM, RESULT_TRANSIENT, &err));
   credential_free(cred);
 
-  /* A short-lived token is refreshed half-way, and always a minute before expiry. */
+  /* A short-lived token is refreshed half-way. */
   mock_reset();
   wall_ms = T0_MS;
   script(200, "{\"access_token\":\"short\",\"expires_in\":90}");
   script(200, AAD_OK("long"));
   cred = make(env);
   expect_token(cred, ARM, "short");
-  wall_ms = T0_MS + 29 * 1000;
+  wall_ms = T0_MS + 44 * 1000;
   expect_token(cred, ARM, "short");
-  wall_ms = T0_MS + 31 * 1000;
+  wall_ms = T0_MS + 46 * 1000;
   expect_token(cred, ARM, "long");
   assert_int_equal(mock.calls, 2);
 
-  /* A token with less than a minute to live is never handed out. */
+  /* A token still valid is used, however soon it expires (issue 11 item 6). */
   mock_reset();
-  script(200, "{\"access_token\":\"dying\",\"expires_in\":59}");
+  script(200, "{\"access_token\":\"brief\",\"expires_in\":59}");
+  expect_token(cred, CREDENTIAL_SCOPE_MONITOR, "brief");
+  credential_free(cred);
+}
+
+/* A managed identity endpoint hands out its cached token, which may be seconds
+ * from expiry, and keeps handing it out until it has a new one: every one of
+ * those tokens is still valid and is used; refreshes are tried ahead of expiry
+ * and a failing one keeps the valid token; only an expired token is an error
+ * (issue 11 item 6). */
+static void uses_a_valid_token_however_soon_it_expires(void **state) {
+  struct kv env[] = {{"IDENTITY_ENDPOINT", IDENTITY_URL},
+                     {"IDENTITY_HEADER", IDENTITY_SECRET},
+                     {NULL, NULL}};
+  struct credential *cred = make(env);
+  char body[200];
+  int64_t expires_s = T0_MS / 1000 + 30; /* the endpoint's cached token: 30 s left */
+  snprintf(body, sizeof body,
+           "{\"access_token\":\"cached\",\"expires_on\":%lld,\"token_type\":\"Bearer\"}",
+           (long long)expires_s);
+  for (int i = 0; i < 4; i++)
+    script(200, body);
+  script(503, "{}");
+  expect_token(cred, CREDENTIAL_SCOPE_MONITOR, "cached");
+  assert_int_equal(mock.calls, 1);
+  wall_ms = T0_MS + 10 * 1000; /* 20 s left: before the half-way refresh */
+  expect_token(cred, CREDENTIAL_SCOPE_MONITOR, "cached");
+  assert_int_equal(mock.calls, 1);
+  wall_ms = T0_MS + 20 * 1000; /* 10 s left: refreshed, the same token again */
+  expect_token(cred, CREDENTIAL_SCOPE_MONITOR, "cached");
+  assert_int_equal(mock.calls, 2);
+  wall_ms = T0_MS + 28 * 1000; /* 2 s left: still used */
+  expect_token(cred, CREDENTIAL_SCOPE_MONITOR, "cached");
+  wall_ms = T0_MS + 29 * 1000;
+  expect_token(cred, CREDENTIAL_SCOPE_MONITOR, "cached");
+  int calls = mock.calls;
+  assert_true(calls >= 3 && calls <= 5);
+
+  /* Expired, and the endpoint still hands out the dead token: an error that
+   * says so (the invocation fails and Event Grid delivers it again). */
+  mock_reset();
+  script(200, body);
+  wall_ms = T0_MS + 31 * 1000;
+  struct error_info err;
   assert_null(get(cred, CREDENTIAL_SCOPE_MONITOR, RESULT_TRANSIENT, &err));
-  assert_non_null(strstr(err.message, "less than a minute"));
+  assert_non_null(strstr(err.message, "already expired"));
   credential_free(cred);
 }
 
@@ -955,6 +998,7 @@ int main(void) {
       cmocka_unit_test_setup(parses_every_expires_on_form, before_each),
       cmocka_unit_test_setup(caches_per_scope, before_each),
       cmocka_unit_test_setup(refreshes_ahead_of_expiry, before_each),
+      cmocka_unit_test_setup(uses_a_valid_token_however_soon_it_expires, before_each),
       cmocka_unit_test_setup(refreshes_once_for_many_callers, before_each),
       cmocka_unit_test_setup(classifies_failures, before_each),
       cmocka_unit_test(logs_no_secrets),
