@@ -5,8 +5,10 @@
  * document -> api); the Run (one request: it carries every mapped field, the
  * display name included; RunDetails only when the Run has no runDefinition);
  * for a step the parent pipeline's Run from the parent cache; for a Completed
- * run the metrics list and one `full` read per metric (bounded, and within half
- * the time left so the export that follows keeps its share of the deadline).
+ * run the metrics list and one `full` read per metric, each following its
+ * continuationToken pages (at most AML_CLIENT_MAX_PAGES each; bounded, and
+ * within half the time left so the export that follows keeps its share of the
+ * deadline).
  *
  * Invariants: every id put in a URL path is percent-escaped (and "." / ".."
  * spelled %2E so no dot segment can be squashed); the token goes only to
@@ -590,14 +592,62 @@ static void apply_parent(struct call *call, const char *api, struct record *rec)
   free(key);
 }
 
-/* Last value of each scalar metric of a completed run. Never fails the event. */
-static void add_metrics(struct call *call, const char *api, struct record *rec) {
+/* POSTs `body` to `url`, then each following page (the service's
+ * continuationToken sent back in the body, as the AML SDK does), at most
+ * AML_CLIENT_MAX_PAGES pages, appending every page to `pages`. Stops at the
+ * first failure, whose result it returns; pages read before stay in `pages`. */
+static int fetch_pages(struct call *call, const char *url, json_t *body, const char *what,
+                       json_t *pages, struct error_info *err) {
   struct aml_client *c = call->client;
+  int result = RESULT_OK;
+  for (int page = 0; page < AML_CLIENT_MAX_PAGES; page++) {
+    char *text = jsonx_dump(body);
+    json_t *doc = NULL;
+    if (!text)
+      return RESULT_NOMEM;
+    atomic_fetch_add(&c->metric_requests, 1);
+    result = fetch_json(call, "POST", url, text, true, what, NULL, &doc, err);
+    free(text);
+    if (result != RESULT_OK)
+      return result;
+    if (json_array_append_new(pages, doc) != 0)
+      return RESULT_NOMEM;
+    const char *next = run_details_continuation(doc);
+    if (!next)
+      return RESULT_OK;
+    if (json_object_set_new(body, "continuationToken", json_string(next)) != 0)
+      return RESULT_NOMEM;
+  }
+  log_info("event=aml_pages_bounded what=\"%s\" pages=%d", what, AML_CLIENT_MAX_PAGES);
+  return RESULT_OK;
+}
+
+/* The values of every page of one metric, in order, as one `full` answer. */
+static json_t *all_values(const json_t *pages) {
+  json_t *values = json_array();
+  size_t i;
+  const json_t *page;
+  json_array_foreach(pages, i, page) {
+    json_t *v = jsonx_get_ci(page, "value");
+    if (json_is_array(v) && json_array_extend(values, v) != 0) {
+      json_decref(values);
+      return NULL;
+    }
+  }
+  return json_pack("{s:o}", "value", values);
+}
+
+/* Last value of each scalar metric of a completed run, every page of the
+ * metric list and of each metric's values read. A metric in a namespace is
+ * asked for with it and recorded as "<namespace>/<name>". Never fails the
+ * event. */
+static void add_metrics(struct call *call, const char *api, struct record *rec) {
   const char *run_id = record_string(rec, REC_RUN_ID);
-  const char *names[RECORD_MAX_METRICS];
+  struct run_metric_key keys[RECORD_MAX_METRICS];
   struct error_info err = {0};
-  json_t *list = NULL;
-  char *run = segment(run_id), *tail = NULL, *url = NULL;
+  json_t *lists = json_array(), *body = json_object();
+  char *run = segment(run_id), *list_tail = NULL, *list_url = NULL, *full_tail = NULL,
+       *full_url = NULL;
   int result = RESULT_NOMEM;
   size_t count = 0, added = 0;
 
@@ -606,41 +656,42 @@ static void add_metrics(struct call *call, const char *api, struct record *rec) 
   int64_t now = time_mono_ms();
   if (call->deadline_ms > now)
     sub.deadline_ms = now + (call->deadline_ms - now) / 2;
-  if (!run || !(tail = format("/runs/%s/list", run)) ||
-      !(url = history_url(call, api, "metric/v2.0", tail)))
+  if (!lists || !body || !run || !(list_tail = format("/runs/%s/list", run)) ||
+      !(list_url = history_url(call, api, "metric/v2.0", list_tail)) ||
+      !(full_tail = format("/runs/%s/full", run)) ||
+      !(full_url = history_url(call, api, "metric/v2.0", full_tail)))
     goto done;
-  atomic_fetch_add(&c->metric_requests, 1);
-  result = fetch_json(&sub, "POST", url, "{}", true, "metrics list", NULL, &list, &err);
-  if (result != RESULT_OK)
-    goto done;
-  size_t room = RECORD_MAX_METRICS - rec->metric_count;
-  count = run_details_metric_names(list, names, room);
+  result = fetch_pages(&sub, list_url, body, "metrics list", lists, &err);
+  size_t room = RECORD_MAX_METRICS - rec->metric_count, i;
+  const json_t *page;
+  json_array_foreach(lists, i, page) count =
+      run_details_metric_keys(page, keys, count, room);
+  if (result != RESULT_OK && (count == 0 || result != RESULT_PERMANENT))
+    goto done; /* nothing listed, or the service is failing */
 
-  free(tail);
-  free(url);
-  url = NULL;
-  if (!(tail = format("/runs/%s/full", run)) ||
-      !(url = history_url(call, api, "metric/v2.0", tail))) {
-    result = RESULT_NOMEM;
-    goto done;
-  }
-  for (size_t i = 0; i < count; i++) {
-    json_t *body = json_pack("{s:s}", "metricName", names[i]), *full = NULL;
-    char *text = body ? jsonx_dump(body) : NULL;
-    json_decref(body);
-    if (!text) {
+  for (i = 0; i < count; i++) {
+    json_t *request = json_pack("{s:s}", "metricName", keys[i].name);
+    json_t *pages = json_array(), *full = NULL;
+    char name[512];
+    if (!request || !pages ||
+        (keys[i].ns[0] &&
+         json_object_set_new(request, "metricNamespace", json_string(keys[i].ns)) != 0)) {
+      json_decref(request);
+      json_decref(pages);
       result = RESULT_NOMEM;
       goto done;
     }
-    atomic_fetch_add(&c->metric_requests, 1);
-    result =
-        fetch_json(&sub, "POST", url, text, true, "metric values", NULL, &full, &err);
-    free(text);
+    snprintf(name, sizeof name, "%s%s%s", keys[i].ns, keys[i].ns[0] ? "/" : "",
+             keys[i].name);
+    result = fetch_pages(&sub, full_url, request, "metric values", pages, &err);
     double value;
-    if (result == RESULT_OK && run_details_last_metric(full, names[i], &value) &&
-        record_add_metric(rec, names[i], value) == RESULT_OK)
+    if (json_array_size(pages) > 0 && (full = all_values(pages)) &&
+        run_details_last_metric(full, keys[i].name, &value) &&
+        record_add_metric(rec, name, value) == RESULT_OK)
       added++;
     json_decref(full);
+    json_decref(pages);
+    json_decref(request);
     if (result != RESULT_OK && result != RESULT_PERMANENT)
       goto done; /* out of time or the service is failing: stop asking */
   }
@@ -650,10 +701,13 @@ done:
     log_warn("event=aml_metrics_failed run_id=%s added=%zu reason=\"%s\"",
              run_id ? run_id : "-", added,
              err.message[0] ? err.message : result_str(result));
-  json_decref(list);
+  json_decref(lists);
+  json_decref(body);
   free(run);
-  free(tail);
-  free(url);
+  free(list_tail);
+  free(list_url);
+  free(full_tail);
+  free(full_url);
 }
 
 static int get_token(struct call *call, struct error_info *err) {

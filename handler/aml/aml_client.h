@@ -50,6 +50,8 @@
 #define AML_CLIENT_PARENT_CACHE 256
 /* Size of the workspace discovery cache. */
 #define AML_CLIENT_WORKSPACE_CACHE 64
+/* Pages read of one paged answer (metric list, one metric's values) at most. */
+#define AML_CLIENT_MAX_PAGES 20
 
 /* Counters for benchmarks and tests (monotonic since aml_client_new). */
 struct aml_client_stats {

@@ -250,25 +250,35 @@ int run_details_apply_parent(struct record *rec, const json_t *parent) {
                      sizeof parent_fields / sizeof *parent_fields, false);
 }
 
-size_t run_details_metric_names(const json_t *list, const char **out_names, size_t max) {
+size_t run_details_metric_keys(const json_t *list, struct run_metric_key *keys,
+                               size_t have, size_t max) {
   const json_t *value = jsonx_get_ci(list, "value");
-  size_t n = 0, i;
+  size_t n = have, i;
   const json_t *item;
   if (!json_is_array(value))
-    return 0;
+    return n;
   json_array_foreach(value, i, item) {
-    if (n == max)
+    if (n >= max)
       break;
-    const char *name = jsonx_string_ci(jsonx_get_ci(item, "metricKey"), "name");
+    const json_t *key = jsonx_get_ci(item, "metricKey");
+    const char *name = jsonx_string_ci(key, "name");
+    const char *ns = jsonx_string_ci(key, "namespace");
     if (!name || !*name)
       continue;
+    if (!ns)
+      ns = "";
     bool seen = false;
     for (size_t k = 0; k < n && !seen; k++)
-      seen = strcmp(out_names[k], name) == 0;
+      seen = strcmp(keys[k].name, name) == 0 && strcmp(keys[k].ns, ns) == 0;
     if (!seen)
-      out_names[n++] = name;
+      keys[n++] = (struct run_metric_key){.ns = ns, .name = name};
   }
   return n;
+}
+
+const char *run_details_continuation(const json_t *page) {
+  const char *token = jsonx_string_ci(page, "continuationToken");
+  return token && *token ? token : NULL;
 }
 
 static bool number_of(const json_t *v, double *out) {

@@ -49,9 +49,22 @@ HANDLER_NODISCARD int run_details_apply_parent(struct record *rec, const json_t 
 bool run_details_error(const json_t *doc, const char **out_code,
                        const char **out_message);
 
-/* Metric names of a metrics v2 `list` answer (value[].metricKey.name), borrowed,
- * at most `max`, duplicates skipped. Returns how many were written. */
-size_t run_details_metric_names(const json_t *list, const char **out_names, size_t max);
+/* A metric of a run: metricKey.namespace ("" when none) and metricKey.name. */
+struct run_metric_key {
+  const char *ns;
+  const char *name;
+};
+
+/* Appends the metric keys of one page of a metrics v2 `list` answer
+ * (value[].metricKey) to `keys`, which holds `have` already, up to `max` in
+ * all, duplicates (same namespace and name) skipped. Strings are borrowed from
+ * `list`. Returns the new count. */
+size_t run_details_metric_keys(const json_t *list, struct run_metric_key *keys,
+                               size_t have, size_t max);
+
+/* The token of the page after `page` (its non-empty `continuationToken`), or
+ * NULL on the last page. Borrowed. */
+const char *run_details_continuation(const json_t *page);
 
 /* The last value of metric `name` in a metrics v2 `full` answer: the point with
  * the highest step (the later one on ties), its `data[name]` (or the only

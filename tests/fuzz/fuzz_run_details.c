@@ -77,18 +77,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *code = NULL, *message = NULL;
   run_details_error(doc, &code, &message);
 
-  const char *names[16];
-  size_t count = run_details_metric_names(doc, names, 16);
+  struct run_metric_key keys[16];
+  size_t count = run_details_metric_keys(doc, keys, 0, 16);
   if (count > 16)
     abort();
+  run_details_continuation(doc);
   for (size_t i = 0; i < count; i++) {
     double value;
-    if (!names[i])
+    if (!keys[i].name || !keys[i].ns)
       abort();
-    if (run_details_last_metric(doc, names[i], &value)) {
+    if (run_details_last_metric(doc, keys[i].name, &value)) {
       if (!isfinite(value))
         abort();
-      record_add_metric(&plain, names[i], value);
+      record_add_metric(&plain, keys[i].name, value);
     }
   }
   double value;

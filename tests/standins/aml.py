@@ -20,7 +20,14 @@ null when the fixture has no value (the service serializes nulls; inferred).
 A run asked for under another experiment id is not found. Metric bodies that
 are not empty must be JSON objects sent as application/json (415 otherwise,
 inferred from ASP.NET's [FromBody]); `full` without metricName is 400.
-startTime/endTime filters of `full` are ignored; everything fits one page.
+startTime/endTime filters of `full` are ignored. Both metric answers are paged
+as the service pages them (`continuationToken` and `nextLink` on every page
+but the last; the client sends the token back in the next request's body, as
+the AML SDK's MetricsClient does): `list` pages hold `list_page_size` metrics,
+`full` pages `full_page_size` points (small by default, so a client that reads
+only the first page misses metrics and last values). A token that is not one
+this service gave is 400. `metricNamespace` selects the metrics of a namespace
+(fixture metrics are in the default namespace "").
 
 Errors: AML's ErrorResponse {"error": {"code", "message", "innerError", ...},
 "correlation": {"operation", "request"}, ...}; codes UserError, ServiceError,
@@ -86,6 +93,8 @@ class AmlService(Service):
         self.directory = directory
         self.catalog = catalog
         self.base_url = ""  # set by the stack once the server has its port
+        self.list_page_size = 1
+        self.full_page_size = 2
 
     def routes(self) -> list[Route]:
         flags = re.IGNORECASE
@@ -204,6 +213,23 @@ class AmlService(Service):
                                     "object.", "BadArgument")
         return body, None
 
+    def _page(self, request: Request, body: dict, items: list, size: int, document: dict
+              ) -> Response:
+        """One page of `items` per the body's continuationToken, in `document`."""
+        token = body.get("continuationToken")
+        start = 0
+        if token is not None:
+            match = re.fullmatch(r"page-(\d+)", token) if isinstance(token, str) else None
+            if match is None or int(match[1]) >= len(items):
+                return self.error(400, "UserError", "The continuation token is not valid.",
+                                  "BadArgument")
+            start = int(match[1])
+        end = start + size
+        following = f"page-{end}" if end < len(items) else None
+        return Response.json(200, dict(
+            document, value=items[start:end], continuationToken=following,
+            nextLink=f"{self.base_url}{request.path}" if following else None))
+
     def _metrics_list(self, request: Request, match: re.Match) -> Response:
         _, run, refusal = self._find_run(request, match)
         body, bad = self._body(request)
@@ -216,8 +242,7 @@ class AmlService(Service):
                   "properties": {"uxMetricType": "azureml.v1.scalar"}}
                  for name, points in run.get("metrics", {}).items()
                  if namespace in (None, "")]
-        return Response.json(200, {"value": value, "continuationToken": None,
-                                    "nextLink": None})
+        return self._page(request, body, value, self.list_page_size, {})
 
     def _metrics_full(self, request: Request, match: re.Match) -> Response:
         _, run, refusal = self._find_run(request, match)
@@ -228,17 +253,16 @@ class AmlService(Service):
         if not isinstance(name, str) or not name:
             return self.error(400, "UserError", "metricName is required.", "BadArgument")
         points = run.get("metrics", {}).get(name)
-        if points is None:
+        if points is None or body.get("metricNamespace") not in (None, ""):
             return self.error(404, "UserError", f"Metric {name} was not found for run "
                               f"{run['runId']}.", "NotFoundError")
-        return Response.json(200, {
+        value = [{"metricId": str(uuid.uuid4()), "createdUtc": p["createdUtc"],
+                  "step": p["step"], "data": {name: p["value"]}} for p in points]
+        return self._page(request, body, value, self.full_page_size, {
             "dataContainerId": run.get("dataContainerId"), "name": name,
             "columns": {name: _value_type(points[0]["value"]) if points else "Double"},
             "properties": {"uxMetricType": "azureml.v1.scalar"}, "namespace": "",
-            "standardSchemaId": None,
-            "value": [{"metricId": str(uuid.uuid4()), "createdUtc": p["createdUtc"],
-                       "step": p["step"], "data": {name: p["value"]}} for p in points],
-            "continuationToken": None, "nextLink": None})
+            "standardSchemaId": None})
 
 
 def _run_document(run: dict) -> dict:

@@ -666,8 +666,27 @@ class AmlTest(StandinTestCase):
     def test_metrics(self):
         listing = self.metrics(TRAIN, "list", "{}")
         self.assertEqual(listing.status, 200, listing.body)
-        names = {m["metricKey"]["name"] for m in listing.json()["value"]}
+        first = listing.json()
+        self.assertIsNotNone(first["continuationToken"])
+        self.assertTrue(first["nextLink"])
+        rest = self.metrics(TRAIN, "list", json.dumps(
+            {"continuationToken": first["continuationToken"]})).json()
+        self.assertIsNone(rest["continuationToken"])
+        names = {m["metricKey"]["name"] for m in first["value"] + rest["value"]}
         self.assertEqual(names, {"accuracy", "loss"})
+        self.assertEqual(self.metrics(TRAIN, "list", json.dumps(
+            {"continuationToken": "forged"})).status, 400)
+        # The points of one metric come in pages too; the last page has the last step.
+        body = {"metricName": "loss"}
+        steps = []
+        while True:
+            page = self.metrics(TRAIN, "full", json.dumps(body)).json()
+            steps += [p["step"] for p in page["value"]]
+            if page["continuationToken"] is None:
+                break
+            body["continuationToken"] = page["continuationToken"]
+        self.assertEqual(len(steps), 5)
+        self.assertEqual(steps, sorted(steps))
         self.assertEqual(self.metrics(TRAIN, "list", None).status, 200)  # the SDK sends none
         full = self.metrics(TRAIN, "full", json.dumps({"metricName": "accuracy"})).json()
         self.assertEqual(full["value"][0]["data"], {"accuracy": 0.93})

@@ -270,6 +270,71 @@ static void completed_run(void **state) {
   record_cleanup(&rec);
 }
 
+/* Metric pages after the first are read (issue 11 item 5): the list and each
+ * metric's values follow continuationToken, so the last value comes from the
+ * last page, and a metric's namespace (metricKey.namespace) is asked for and
+ * kept in its name. */
+static void metric_pages_are_followed(void **state) {
+  struct enricher *client = *state;
+  discovery_routes();
+  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 200,
+        "{\"runId\":\"run-1\",\"status\":\"Completed\"}");
+  route("POST", METRIC "/runs/run-1/list", 200,
+        "{\"value\":[{\"metricKey\":{\"namespace\":\"eval\",\"name\":\"f1\"}}],"
+        "\"continuationToken\":null,\"nextLink\":null}")
+      ->body_has = "\"continuationToken\":\"L2\"";
+  route("POST", METRIC "/runs/run-1/list", 200,
+        "{\"value\":[{\"metricKey\":{\"namespace\":\"\",\"name\":\"accuracy\"}}],"
+        "\"continuationToken\":\"L2\"}");
+  route("POST", METRIC "/runs/run-1/full", 200,
+        "{\"value\":[{\"step\":2,\"data\":{\"accuracy\":0.875}}],\"continuationToken\":"
+        "null}")
+      ->body_has = "\"continuationToken\":\"A2\"";
+  route("POST", METRIC "/runs/run-1/full", 200,
+        "{\"value\":[{\"step\":0,\"data\":{\"accuracy\":0.5}},"
+        "{\"step\":1,\"data\":{\"accuracy\":0.75}}],\"continuationToken\":\"A2\"}")
+      ->body_has = "\"accuracy\"";
+  route("POST", METRIC "/runs/run-1/full", 200,
+        "{\"value\":[{\"step\":0,\"data\":{\"f1\":0.6}}]}")
+      ->body_has = "\"metricNamespace\":\"eval\"";
+
+  struct aml_event ev = run_event("run-1", "Completed", RUN_KIND_PLAIN);
+  struct record rec;
+  struct error_info err = {0};
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_int_equal(rec.metric_count, 2);
+  assert_string_equal(rec.metrics[0].name, "accuracy");
+  assert_true(rec.metrics[0].value == 0.875);
+  assert_string_equal(rec.metrics[1].name, "eval/f1");
+  assert_true(rec.metrics[1].value == 0.6);
+  assert_int_equal(count_sent(METRIC "/runs/run-1/list"), 2);
+  assert_int_equal(count_sent(METRIC "/runs/run-1/full"), 3);
+  record_cleanup(&rec);
+}
+
+/* A service that always says there is another page is read for a bounded
+ * number of pages only. */
+static void metric_pages_are_bounded(void **state) {
+  struct enricher *client = *state;
+  discovery_routes();
+  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 200,
+        "{\"runId\":\"run-1\",\"status\":\"Completed\"}");
+  route("POST", METRIC "/runs/run-1/list", 200,
+        "{\"value\":[{\"metricKey\":{\"name\":\"loss\"}}],\"continuationToken\":"
+        "\"again\"}");
+  route("POST", METRIC "/runs/run-1/full", 200,
+        "{\"value\":[{\"data\":{\"loss\":0.25}}],\"continuationToken\":\"again\"}");
+  struct aml_event ev = run_event("run-1", "Completed", RUN_KIND_PLAIN);
+  struct record rec;
+  struct error_info err = {0};
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_int_equal(count_sent(METRIC "/runs/run-1/list"), AML_CLIENT_MAX_PAGES);
+  assert_int_equal(count_sent(METRIC "/runs/run-1/full"), AML_CLIENT_MAX_PAGES);
+  assert_int_equal(rec.metric_count, 1);
+  assert_true(rec.metrics[0].value == 0.25);
+  record_cleanup(&rec);
+}
+
 static void running_run_is_one_request_and_ids_are_escaped(void **state) {
   struct enricher *client = *state;
   discovery_routes();
@@ -709,6 +774,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(untrusted_urls_never_get_the_token, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(metrics_failure_keeps_the_record, setup, teardown),
+      cmocka_unit_test_setup_teardown(metric_pages_are_followed, setup, teardown),
+      cmocka_unit_test_setup_teardown(metric_pages_are_bounded, setup, teardown),
       cmocka_unit_test_setup_teardown(failed_step_gets_error_and_parent, setup, teardown),
       cmocka_unit_test_setup_teardown(details_fallback_failures, setup, teardown),
       cmocka_unit_test_setup_teardown(non_run_events_are_not_applicable, setup, teardown),

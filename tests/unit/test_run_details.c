@@ -235,13 +235,29 @@ static void missing_fields_keep_the_event(void **state) {
 static void metrics(void **state) {
   json_t *list = load("metrics_list.json");
   json_t *full = load("metrics_full_loss.json");
-  const char *names[8];
-  assert_int_equal(run_details_metric_names(list, names, 8), 3);
-  assert_string_equal(names[0], "accuracy");
-  assert_string_equal(names[1], "loss");
-  assert_string_equal(names[2], "epochs");
-  assert_int_equal(run_details_metric_names(list, names, 1), 1);
-  assert_int_equal(run_details_metric_names(full, names, 0), 0);
+  struct run_metric_key keys[8];
+  assert_int_equal(run_details_metric_keys(list, keys, 0, 8), 3);
+  assert_string_equal(keys[0].name, "accuracy");
+  assert_string_equal(keys[0].ns, "");
+  assert_string_equal(keys[1].name, "loss");
+  assert_string_equal(keys[2].name, "epochs");
+  /* A second page appends; what is already held is not added twice. */
+  assert_int_equal(run_details_metric_keys(list, keys, 3, 8), 3);
+  assert_int_equal(run_details_metric_keys(list, keys, 0, 1), 1);
+  assert_int_equal(run_details_metric_keys(full, keys, 0, 8), 0);
+  assert_null(run_details_continuation(list));
+
+  /* The same name in two namespaces is two metrics (metricKey.namespace). */
+  json_t *spaced =
+      json_loads("{\"value\":[{\"metricKey\":{\"namespace\":\"eval\",\"name\":\"f1\"}},"
+                 "{\"metricKey\":{\"namespace\":\"train\",\"name\":\"f1\"}}],"
+                 "\"continuationToken\":\"next-page\"}",
+                 0, NULL);
+  assert_int_equal(run_details_metric_keys(spaced, keys, 0, 8), 2);
+  assert_string_equal(keys[0].ns, "eval");
+  assert_string_equal(keys[1].ns, "train");
+  assert_string_equal(run_details_continuation(spaced), "next-page");
+  json_decref(spaced);
 
   double value = 0;
   /* Highest finite step wins, whatever the order; numeric strings accepted. */
