@@ -240,6 +240,11 @@ int run_details_apply(struct record *rec, const json_t *doc) {
     if (message && record_set_string(rec, REC_ERROR_MESSAGE, message) != RESULT_OK)
       return RESULT_NOMEM;
   }
+  /* The Run's tags and properties complete what the event carried. */
+  if (record_add_tags(rec, jsonx_get_ci(doc, "tags")) != RESULT_OK ||
+      record_add_properties(rec, REC_PROPS_RUN, jsonx_get_ci(doc, "properties")) !=
+          RESULT_OK)
+    return RESULT_NOMEM;
   return apply_hierarchy(rec, doc);
 }
 

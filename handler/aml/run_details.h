@@ -32,7 +32,8 @@ extern const struct jsonx_select run_details_select[];
 /* Maps a RunDetails or Run document onto `rec`: status, run type, target,
  * compute target type, times (start, end, execution and queue time), docker
  * image, script, snapshot id, step type, node id, parent run id, display name,
- * and error code and message of a failed run. When the document shows the run
+ * error code and message of a failed run, and the run's tags and properties
+ * (added to those the event carried, which win). When the document shows the run
  * is a pipeline step the record did not know about, the record becomes a step
  * (run_kind and pipelinerunid). Returns RESULT_OK, RESULT_NOMEM, or
  * RESULT_INVALID when `doc` is not a JSON object. */

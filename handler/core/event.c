@@ -120,6 +120,8 @@ static int parse_run(const json_t *data, struct aml_event *ev, struct error_info
       (r = optional_object(data, "runTags", &tags, err)) ||
       (r = optional_object(data, "runProperties", &props, err)))
     return r;
+  ev->tags = tags;
+  ev->properties = props;
 
   static const char *const experiments[] = {"experiments", NULL};
   static const char *const runs[] = {"runs", NULL};
@@ -187,7 +189,9 @@ static int parse_model_registered(const json_t *data, struct aml_event *ev,
                                   struct error_info *err) {
   int r;
   if ((r = take_string(data, "modelName", "data.", &ev->model_name, err)) ||
-      (r = take_string(data, "modelVersion", "data.", &ev->model_version, err)))
+      (r = take_string(data, "modelVersion", "data.", &ev->model_version, err)) ||
+      (r = optional_object(data, "modelTags", &ev->tags, err)) ||
+      (r = optional_object(data, "modelProperties", &ev->properties, err)))
     return r;
   /* Subject: models/{name}:{version} */
   static const char *const models[] = {"models", NULL};
@@ -214,7 +218,9 @@ static int parse_model_deployed(const json_t *data, struct aml_event *ev,
   if ((r = take_string(data, "serviceName", "data.", &ev->service_name, err)) ||
       (r = take_string(data, "serviceComputeType", "data.", &ev->service_compute_type,
                        err)) ||
-      (r = take_string(data, "modelIds", "data.", &ev->model_ids, err)))
+      (r = take_string(data, "modelIds", "data.", &ev->model_ids, err)) ||
+      (r = optional_object(data, "serviceTags", &ev->tags, err)) ||
+      (r = optional_object(data, "serviceProperties", &ev->properties, err)))
     return r;
   static const char *const endpoints[] = {"endpoints", NULL};
   if (!ev->service_name)

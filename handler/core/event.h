@@ -58,6 +58,11 @@ struct aml_event {
   char *model_name, *model_version;
   char *service_name, *service_compute_type, *model_ids;
 
+  /* The tags and properties the event carries, borrowed from `raw` (NULL when
+   * absent): runTags / runProperties, modelTags / modelProperties,
+   * serviceTags / serviceProperties (any key casing). */
+  const json_t *tags, *properties;
+
   /* DatasetDriftDetected. */
   char *data_drift_id, *data_drift_name, *base_dataset_id, *target_dataset_id;
   char *drift_start_time, *drift_end_time;

@@ -81,7 +81,81 @@ void record_cleanup(struct record *rec) {
     free(rec->values[i].text);
   for (size_t i = 0; i < rec->metric_count; i++)
     free(rec->metrics[i].name);
+  json_decref(rec->tags);
+  for (int i = 0; i < REC_PROPS_COUNT; i++)
+    json_decref(rec->properties[i]);
   record_init(rec);
+}
+
+static const char *const props_names[REC_PROPS_COUNT] = {
+    [REC_PROPS_RUN] = "run_properties",
+    [REC_PROPS_MODEL] = "model_properties",
+    [REC_PROPS_SERVICE] = "service_properties",
+};
+
+const char *record_props_name(enum record_props which) {
+  return props_names[which];
+}
+
+int record_add_tags(struct record *rec, const json_t *tags) {
+  const char *key;
+  json_t *value;
+  if (!json_is_object(tags) || json_object_size(tags) == 0)
+    return RESULT_OK;
+  if (!rec->tags && !(rec->tags = json_object()))
+    return RESULT_NOMEM;
+  json_object_foreach((json_t *)tags, key, value) {
+    if (json_object_get(rec->tags, key))
+      continue;
+    json_t *text;
+    if (json_is_string(value)) {
+      text = json_stringn(json_string_value(value), json_string_length(value));
+    } else {
+      char *dumped = jsonx_dump(value);
+      text = dumped ? json_string(dumped) : NULL;
+      free(dumped);
+    }
+    if (!text || json_object_set_new(rec->tags, key, text) != 0)
+      return RESULT_NOMEM;
+  }
+  return RESULT_OK;
+}
+
+int record_add_properties(struct record *rec, enum record_props which,
+                          const json_t *props) {
+  const char *key;
+  json_t *value;
+  if (!json_is_object(props) || json_object_size(props) == 0)
+    return RESULT_OK; /* an empty object says nothing: left out */
+  if (!rec->properties[which] && !(rec->properties[which] = json_object()))
+    return RESULT_NOMEM;
+  json_object_foreach((json_t *)props, key, value) {
+    if (json_object_get(rec->properties[which], key))
+      continue;
+    json_t *copy = json_deep_copy(value);
+    if (!copy || json_object_set_new(rec->properties[which], key, copy) != 0)
+      return RESULT_NOMEM;
+  }
+  return RESULT_OK;
+}
+
+/* Cuts `text` (malloc'd) to `max` bytes ending in "..." on a UTF-8 boundary. */
+static void cut_with_marker(char *text, size_t max) {
+  if (strlen(text) <= max)
+    return;
+  size_t cut = max - 3;
+  while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
+    cut--;
+  memcpy(text + cut, "...", 4);
+}
+
+char *record_properties_text(const struct record *rec, enum record_props which) {
+  if (!rec->properties[which])
+    return NULL;
+  char *text = jsonx_dump(rec->properties[which]);
+  if (text)
+    cut_with_marker(text, RECORD_PROPERTIES_MAX);
+  return text;
 }
 
 int record_set_string(struct record *rec, enum record_field field, const char *text) {
@@ -184,6 +258,12 @@ int record_from_event(struct record *rec, const struct aml_event *ev) {
     return result;
   if (ev->has_drift_coefficient)
     record_set_number(rec, REC_DRIFT_COEFFICIENT, ev->drift_coefficient);
+  enum record_props which = ev->type == AML_EVENT_MODEL_REGISTERED ? REC_PROPS_MODEL
+                            : ev->type == AML_EVENT_MODEL_DEPLOYED ? REC_PROPS_SERVICE
+                                                                   : REC_PROPS_RUN;
+  if (record_add_tags(rec, ev->tags) != RESULT_OK ||
+      record_add_properties(rec, which, ev->properties) != RESULT_OK)
+    return RESULT_NOMEM;
   return RESULT_OK;
 }
 
@@ -207,18 +287,38 @@ int record_rejected(struct record *rec, const char *reason, const json_t *raw) {
   char *text = jsonx_dump(raw);
   if (!text)
     return RESULT_NOMEM;
-  size_t len = strlen(text);
-  if (len > RECORD_RAW_EVENT_MAX) {
-    /* Cut on a UTF-8 character boundary and mark the cut. */
-    size_t cut = RECORD_RAW_EVENT_MAX - 3;
-    while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
-      cut--;
-    memcpy(text + cut, "...", 4);
-  }
+  cut_with_marker(text, RECORD_RAW_EVENT_MAX);
   int result = SET_STRINGS(rec, {REC_EVENT_ID, id}, {REC_EVENT_TYPE, type},
                            {REC_EVENT_TIME, time}, {REC_RAW_EVENT, text});
   free(text);
   return result;
+}
+
+int record_tags_and_properties(const struct record *rec, json_t *out) {
+  const char *key;
+  json_t *value;
+  json_object_foreach(rec->tags, key, value) {
+    char *name = malloc(strlen(key) + sizeof RECORD_TAG_PREFIX);
+    if (!name)
+      return RESULT_NOMEM;
+    strcpy(name, RECORD_TAG_PREFIX);
+    strcat(name, key);
+    int r = json_object_set(out, name, value);
+    free(name);
+    if (r != 0)
+      return RESULT_NOMEM;
+  }
+  for (int i = 0; i < REC_PROPS_COUNT; i++) {
+    if (!rec->properties[i])
+      continue;
+    char *text = record_properties_text(rec, (enum record_props)i);
+    if (!text || json_object_set_new(out, props_names[i], json_string(text)) != 0) {
+      free(text);
+      return RESULT_NOMEM;
+    }
+    free(text);
+  }
+  return RESULT_OK;
 }
 
 json_t *record_to_json(const struct record *rec) {
@@ -240,6 +340,8 @@ json_t *record_to_json(const struct record *rec) {
     if (json_object_set_new(fields_json, fields[i].name, value) != 0)
       goto fail;
   }
+  if (record_tags_and_properties(rec, fields_json) != RESULT_OK)
+    goto fail;
   if (json_object_set_new(out, "name", json_string(rec->name)) != 0 ||
       json_object_set(out, "record", fields_json) != 0)
     goto fail;

@@ -95,6 +95,15 @@ struct record_metric {
   double value;
 };
 
+/* The properties objects a record can carry, each output as one JSON object
+ * string under its name ("run_properties", "model_properties",
+ * "service_properties"), cut past RECORD_PROPERTIES_MAX bytes with "...". Tags
+ * (run, model or service tags) are output one per key as "tag.<name>". */
+enum record_props { REC_PROPS_RUN, REC_PROPS_MODEL, REC_PROPS_SERVICE, REC_PROPS_COUNT };
+
+#define RECORD_TAG_PREFIX "tag."
+#define RECORD_PROPERTIES_MAX 8192
+
 struct record {
   char name[48]; /* telemetry name: "AmlRunCompleted", ..., "AmlEventRejected" */
   enum aml_event_type type; /* meaningless for rejected records */
@@ -103,6 +112,8 @@ struct record {
   struct record_value values[REC_FIELD_COUNT];
   struct record_metric metrics[RECORD_MAX_METRICS];
   size_t metric_count;
+  json_t *tags; /* NULL, or an object: tag name -> its value as text */
+  json_t *properties[REC_PROPS_COUNT]; /* NULL, or a copy of the object */
 };
 
 void record_init(struct record *rec);
@@ -129,11 +140,36 @@ void record_clear(struct record *rec, enum record_field field);
 HANDLER_NODISCARD int record_add_metric(struct record *rec, const char *name,
                                         double value);
 
+/* Adds the members of the object `tags` (run, model or service tags) whose
+ * names the record does not hold yet: what the event carries wins, run details
+ * complete it. Values are kept as text (strings as they are, anything else as
+ * compact JSON). NULL or a non-object adds nothing. 0 or RESULT_NOMEM. */
+int record_add_tags(struct record *rec, const json_t *tags);
+
+/* Adds the members of `props` missing from the record's properties object
+ * `which` (copies; first writer wins, as for tags). 0 or RESULT_NOMEM. */
+int record_add_properties(struct record *rec, enum record_props which,
+                          const json_t *props);
+
+/* "run_properties", "model_properties", "service_properties". */
+const char *record_props_name(enum record_props which);
+
+/* The compact JSON text of properties object `which`, cut at
+ * RECORD_PROPERTIES_MAX bytes (on a UTF-8 boundary, ending in "...") when
+ * longer; malloc'd, NULL when the record has none (or out of memory). */
+char *record_properties_text(const struct record *rec, enum record_props which);
+
+/* Sets "tag.<name>" per tag and "<kind>_properties" per properties object of
+ * `rec` as string members of the object `out` (record_to_json's "record", or
+ * telemetry properties). 0 or RESULT_NOMEM. */
+int record_tags_and_properties(const struct record *rec, json_t *out);
+
 /* Borrowed string value or NULL; number getter returns false when unset. */
 const char *record_string(const struct record *rec, enum record_field field);
 bool record_number(const struct record *rec, enum record_field field, double *out);
 
-/* {"name": ..., "record": {<set fields, numbers as numbers>}, "metrics": {...}}
+/* {"name": ..., "record": {<set fields, numbers as numbers, "tag.<name>" per
+ * tag, "<kind>_properties" per properties object>}, "metrics": {...}}
  * ("metrics" only when there are any): the console line
  * and the shape the data-driven tests compare. New reference. */
 HANDLER_NODISCARD json_t *record_to_json(const struct record *rec);

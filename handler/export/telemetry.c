@@ -113,7 +113,8 @@ static int set_measurement(json_t *measurements, const char *name, double value)
                                                                         : RESULT_NOMEM;
 }
 
-/* Every set field of the record as a string property. */
+/* Every set field of the record as a string property, then its tags
+ * ("tag.<name>") and properties objects ("run_properties", ...). */
 static json_t *record_properties(const struct record *rec) {
   json_t *props = json_object();
   if (!props)
@@ -131,6 +132,21 @@ static json_t *record_properties(const struct record *rec) {
     if (set_property(props, record_field_name((enum record_field)f), text) != RESULT_OK)
       goto fail;
   }
+  /* Tags and properties objects, under the same ingestion limits. */
+  json_t *extra = json_object();
+  const char *key;
+  json_t *value;
+  if (!extra || record_tags_and_properties(rec, extra) != RESULT_OK) {
+    json_decref(extra);
+    goto fail;
+  }
+  json_object_foreach(extra, key, value) {
+    if (set_property(props, key, json_string_value(value)) != RESULT_OK) {
+      json_decref(extra);
+      goto fail;
+    }
+  }
+  json_decref(extra);
   return props;
 fail:
   json_decref(props);

@@ -3,7 +3,8 @@
  * telemetry_envelopes() appends to a JSON array the envelopes one record
  * becomes (docs/queries.md, "What the handler sends"):
  *   - a customEvent (EventData) named after the record, every set field as a
- *     string property, durations and the run's logged metrics as measurements;
+ *     string property (plus "tag.<name>" per tag and one JSON string per
+ *     properties object), durations and the run's logged metrics as measurements;
  *   - for a terminal run (Completed, Failed, Canceled): customMetrics
  *     (MetricData, one Measurement point each) for the run duration
  *     ("AmlRunDurationMs") and queue time ("AmlRunQueueTimeMs"), with the

@@ -10,9 +10,12 @@ dependencies and its events (moved to the oldest accepted time, marked
 `timestamp_adjusted`, true times and durations kept); a connection string's
 `AADAudience` (Azure Government) makes the ingestion token one for that
 audience, which the sovereign ingestion accepts; a managed identity endpoint
-that keeps handing out its cached token with seconds left fails no invocation.
+that keeps handing out its cached token with seconds left fails no invocation;
+run tags and properties reach App Insights (the event's, completed by the Run
+document's from the REST read), numbers with every digit.
 """
 
+import json
 import time
 import unittest
 
@@ -73,6 +76,31 @@ class OldRunTest(BenchTestCase):
                 self.assertEqual(item.properties.get("timestamp_adjusted"), "true")
                 self.assertNotEqual(iso_ms(item.envelope["time"]),
                                     iso_ms(item.properties["event_time"]))
+
+
+@NEEDS_HANDLER
+class TagsAndPropertiesTest(BenchTestCase):
+    """The sample pipeline's events against the stand-ins' runs."""
+
+    def test_tags_and_properties_of_the_event_and_the_run_document(self):
+        host = self.handler("secret")
+        self.assertEqual(host.deliver(self.bench.events).status, 202)
+        service = self.stack.ingestion.service
+        for event in self.bench.events:
+            with self.subTest(event=event["id"]):
+                [item] = [i for i in service.items(base_type="EventData")
+                          if i.properties.get("event_id") == event["id"]]
+                props = item.properties
+                run = self.bench.runs[event["data"]["runId"]]
+                event_tags = event["data"].get("runTags") or {}
+                # The event's tags win; the Run document's complete them.
+                expected_tags = dict(run.get("tags") or {}, **event_tags)
+                for name, value in expected_tags.items():
+                    self.assertEqual(props.get(f"tag.{name}"), value, name)
+                run_properties = json.loads(props["run_properties"])
+                expected_props = dict(run.get("properties") or {},
+                                      **(event["data"].get("runProperties") or {}))
+                self.assertEqual(run_properties, expected_props)
 
 
 @NEEDS_HANDLER

@@ -93,6 +93,50 @@ static void rejected_raw_event_keeps_number_digits(void **state) {
   json_decref(raw);
 }
 
+/* Tags and properties (issue 11 item 2): "tag.<name>" per tag, one JSON
+ * string per properties object cut past 8 KB with "...", the first writer of
+ * a key wins (the event), later sources (the Run document) complete it. */
+static void tags_and_properties(void **state) {
+  struct record rec;
+  record_init(&rec);
+  snprintf(rec.name, sizeof rec.name, "AmlRunCompleted");
+  json_t *event_tags =
+      json_pack("{s:s, s:i, s:n}", "team", "vision", "epochs", 30, "flag");
+  json_t *run_tags = json_pack("{s:s, s:s}", "team", "other", "dataset", "v3");
+  json_t *props =
+      json_pack("{s:s, s:f}", "runTemplate", "automl_child", "score", 0.8350349068479208);
+  assert_int_equal(record_add_tags(&rec, event_tags), RESULT_OK);
+  assert_int_equal(record_add_tags(&rec, run_tags), RESULT_OK);
+  assert_int_equal(record_add_tags(&rec, NULL), RESULT_OK);
+  assert_int_equal(record_add_properties(&rec, REC_PROPS_RUN, props), RESULT_OK);
+  json_t *out = record_to_json(&rec);
+  json_t *fields = json_object_get(out, "record");
+  assert_string_equal(json_string_value(json_object_get(fields, "tag.team")), "vision");
+  assert_string_equal(json_string_value(json_object_get(fields, "tag.epochs")), "30");
+  assert_string_equal(json_string_value(json_object_get(fields, "tag.flag")), "null");
+  assert_string_equal(json_string_value(json_object_get(fields, "tag.dataset")), "v3");
+  assert_string_equal(json_string_value(json_object_get(fields, "run_properties")),
+                      "{\"runTemplate\":\"automl_child\",\"score\":0.8350349068479208}");
+  assert_null(json_object_get(fields, "model_properties"));
+  json_decref(out);
+
+  /* Past 8 KB: cut, on a character boundary, with a marker. */
+  char big[10000];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  json_t *large = json_pack("{s:s}", "blob", big);
+  assert_int_equal(record_add_properties(&rec, REC_PROPS_MODEL, large), RESULT_OK);
+  char *text = record_properties_text(&rec, REC_PROPS_MODEL);
+  assert_int_equal(strlen(text), RECORD_PROPERTIES_MAX);
+  assert_string_equal(text + RECORD_PROPERTIES_MAX - 3, "...");
+  free(text);
+  json_decref(large);
+  json_decref(event_tags);
+  json_decref(run_tags);
+  json_decref(props);
+  record_cleanup(&rec);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(field_names_are_unique_and_complete),
@@ -100,6 +144,7 @@ int main(void) {
       cmocka_unit_test(metrics_are_bounded),
       cmocka_unit_test(rejected_records_keep_a_truncated_raw_event),
       cmocka_unit_test(rejected_raw_event_keeps_number_digits),
+      cmocka_unit_test(tags_and_properties),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -141,6 +141,28 @@ static void run_document_adds_display_name(void **state) {
   json_decref(doc);
 }
 
+/* The Run document's tags and properties complete what the event carried
+ * (issue 11 item 2); the event's values win where both have a key. */
+static void run_document_completes_tags_and_properties(void **state) {
+  struct record rec;
+  event_record(&rec, "run-1", RUN_KIND_PLAIN);
+  json_t *event_tags = json_pack("{s:s}", "team", "vision");
+  record_add_tags(&rec, event_tags);
+  json_t *doc = json_loads("{\"runId\":\"run-1\",\"tags\":{\"team\":\"other\","
+                           "\"dataset\":\"v3\"},\"properties\":{\"runTemplate\":"
+                           "\"automl_child\",\"score\":\"0.9\"}}",
+                           0, NULL);
+  assert_int_equal(run_details_apply(&rec, doc), RESULT_OK);
+  assert_string_equal(json_string_value(json_object_get(rec.tags, "team")), "vision");
+  assert_string_equal(json_string_value(json_object_get(rec.tags, "dataset")), "v3");
+  char *text = record_properties_text(&rec, REC_PROPS_RUN);
+  assert_string_equal(text, "{\"runTemplate\":\"automl_child\",\"score\":\"0.9\"}");
+  free(text);
+  json_decref(doc);
+  json_decref(event_tags);
+  record_cleanup(&rec);
+}
+
 static void failed_run_error(void **state) {
   struct record rec;
   json_t *doc = load("failed_run_details.json");
@@ -332,6 +354,7 @@ int main(void) {
       cmocka_unit_test(step_run_and_parent),
       cmocka_unit_test(run_document_adds_display_name),
       cmocka_unit_test(failed_run_error),
+      cmocka_unit_test(run_document_completes_tags_and_properties),
       cmocka_unit_test(error_shapes),
       cmocka_unit_test(odd_casing_and_numbers),
       cmocka_unit_test(missing_fields_keep_the_event),

@@ -446,6 +446,40 @@ static void items_older_than_48_hours_are_moved_and_marked(void **state) {
   record_cleanup(&rec);
 }
 
+/* Tags and properties reach App Insights as properties (issue 11 item 2),
+ * under its limits: names over 150 characters are left out, values cut at
+ * 8192 bytes. */
+static void tags_and_properties_are_properties(void **state) {
+  struct telemetry_options o = options();
+  struct record rec;
+  base_run(&rec, "AmlRunCompleted", RUN_KIND_PIPELINE, PIPELINE_ID, "Completed");
+  char long_name[200], long_value[9000];
+  memset(long_name, 'n', sizeof long_name - 1);
+  long_name[sizeof long_name - 1] = '\0';
+  memset(long_value, 'v', sizeof long_value - 1);
+  long_value[sizeof long_value - 1] = '\0';
+  json_t *tags =
+      json_pack("{s:s, s:s, s:s}", "team", "vision", long_name, "x", "huge", long_value);
+  json_t *props = json_pack("{s:s}", "runTemplate", "automl_child");
+  record_add_tags(&rec, tags);
+  record_add_properties(&rec, REC_PROPS_RUN, props);
+  json_t *envs = json_array();
+  assert_int_equal(telemetry_envelopes(&o, &rec, NOW, TELEMETRY_ALL, envs), RESULT_OK);
+  json_t *event = find(envs, "Event", 0), *req = find(envs, "Request", 0);
+  assert_string_equal(prop(event, "tag.team"), "vision");
+  assert_string_equal(prop(req, "tag.team"), "vision");
+  assert_string_equal(prop(event, "run_properties"),
+                      "{\"runTemplate\":\"automl_child\"}");
+  char tag_name[210];
+  snprintf(tag_name, sizeof tag_name, "tag.%s", long_name);
+  assert_null(prop(event, tag_name));
+  assert_int_equal(strlen(prop(event, "tag.huge")), TELEMETRY_MAX_PROPERTY_VALUE);
+  json_decref(envs);
+  json_decref(tags);
+  json_decref(props);
+  record_cleanup(&rec);
+}
+
 static void ids(void **state) {
   char op[33], a[17], b[17];
   telemetry_operation_id("5d3f0a2b-1c4e-4f6a-8b9c-0d1e2f3a4b5c", op);
@@ -508,6 +542,7 @@ int main(void) {
       cmocka_unit_test(parts_and_measured_run),
       cmocka_unit_test(number_format),
       cmocka_unit_test(items_older_than_48_hours_are_moved_and_marked),
+      cmocka_unit_test(tags_and_properties_are_properties),
       cmocka_unit_test(ids),
       cmocka_unit_test(options_from_env),
   };
