@@ -22,6 +22,7 @@ import unittest
 from tests.e2e.support import (
     FUNCTION,
     NEEDS_HANDLER,
+    REPO,
     BenchTestCase,
     duration_ms,
     expected_from_run,
@@ -101,6 +102,37 @@ class TagsAndPropertiesTest(BenchTestCase):
                 expected_props = dict(run.get("properties") or {},
                                       **(event["data"].get("runProperties") or {}))
                 self.assertEqual(run_properties, expected_props)
+
+
+DRIFT_SAMPLE = "published_sdk_eg_dataset_drift_detected"  # driftCoefficient 0.8350349068479208
+
+
+@NEEDS_HANDLER
+class NumbersOnStdoutTest(BenchTestCase):
+    """Records on standard output (no connection string): numbers keep every
+    digit in the record line and in a rejected event's raw_event."""
+
+    appinsights = False
+
+    def test_every_digit_in_the_line_and_the_raw_event(self):
+        sample = json.loads((REPO / "tests" / "cases" / DRIFT_SAMPLE / "input.json").read_text())
+        # The sample's workspace is not the watched one: rejected, raw event kept.
+        foreign = dict(sample, id="foreign-drift")
+        watched = dict(sample, id="watched-drift", topic=workspace_topic(self.stack))
+        host = self.handler(None)
+        self.assertEqual(host.deliver([foreign, watched]).status, 202)
+        host.wait_for(lambda: len(host.record_lines()) >= 2, what="two record lines")
+        lines = {r["record"]["event_id"]: line for line in host.stdout_lines()
+                 if line.startswith("{")
+                 for r in [json.loads(line)] if "record" in r}
+        self.assertIn('"drift_coefficient":0.8350349068479208', lines["watched-drift"])
+        self.assertIn('\\"driftCoefficient\\":0.8350349068479208', lines["foreign-drift"])
+
+
+def workspace_topic(stack):
+    w = stack.workspace
+    return (f"/subscriptions/{w.subscription_id}/resourceGroups/{w.resource_group}/providers/"
+            "Microsoft.MachineLearningServices/workspaces/" + w.name)
 
 
 @NEEDS_HANDLER
