@@ -6,9 +6,9 @@
  * display name included; RunDetails only when the Run has no runDefinition);
  * for a step the parent pipeline's Run from the parent cache; for a Completed
  * run the metrics list and one `full` read per metric, each following its
- * continuationToken pages (at most AML_CLIENT_MAX_PAGES each; bounded, and
- * within half the time left so the export that follows keeps its share of the
- * deadline).
+ * continuationToken (or same-host nextLink) pages (at most AML_CLIENT_MAX_PAGES each;
+ * bounded, and within half the time left so the export that follows keeps its share of
+ * the deadline).
  *
  * Invariants: every id put in a URL path is percent-escaped (and "." / ".."
  * spelled %2E so no dot segment can be squashed); the token goes only to
@@ -592,34 +592,61 @@ static void apply_parent(struct call *call, const char *api, struct record *rec)
   free(key);
 }
 
-/* POSTs `body` to `url`, then each following page (the service's
- * continuationToken sent back in the body, as the AML SDK does), at most
- * AML_CLIENT_MAX_PAGES pages, appending every page to `pages`. Stops at the
- * first failure, whose result it returns; pages read before stay in `pages`. */
+/* True when `a` and `b` have the same scheme and host (and port). */
+static bool same_origin(const char *a, const char *b) {
+  const char *ha = strstr(a, "://"), *hb = strstr(b, "://");
+  if (!ha || !hb)
+    return false;
+  size_t na = (size_t)(ha + 3 - a) + strcspn(ha + 3, "/?#");
+  size_t nb = (size_t)(hb + 3 - b) + strcspn(hb + 3, "/?#");
+  return na == nb && strncasecmp(a, b, na) == 0;
+}
+
+/* POSTs `body` to `url`, then each following page: the service's
+ * continuationToken sent back in the body, as the AML SDK does, or else its
+ * nextLink (same body) when that URL is on the same host (the bearer token goes
+ * nowhere else). At most AML_CLIENT_MAX_PAGES pages; every page is appended to
+ * `pages`. Stops at the first failure, whose result it returns; pages read
+ * before stay in `pages`. */
 static int fetch_pages(struct call *call, const char *url, json_t *body, const char *what,
                        json_t *pages, struct error_info *err) {
   struct aml_client *c = call->client;
-  int result = RESULT_OK;
-  for (int page = 0; page < AML_CLIENT_MAX_PAGES; page++) {
+  char *page_url = strdup(url);
+  int result = RESULT_NOMEM;
+  for (int page = 0; page_url && page < AML_CLIENT_MAX_PAGES; page++) {
     char *text = jsonx_dump(body);
     json_t *doc = NULL;
     if (!text)
-      return RESULT_NOMEM;
+      goto done;
     atomic_fetch_add(&c->metric_requests, 1);
-    result = fetch_json(call, "POST", url, text, true, what, NULL, &doc, err);
+    result = fetch_json(call, "POST", page_url, text, true, what, NULL, &doc, err);
     free(text);
     if (result != RESULT_OK)
-      return result;
+      goto done;
+    result = RESULT_NOMEM;
     if (json_array_append_new(pages, doc) != 0)
-      return RESULT_NOMEM;
-    const char *next = run_details_continuation(doc);
-    if (!next)
-      return RESULT_OK;
-    if (json_object_set_new(body, "continuationToken", json_string(next)) != 0)
-      return RESULT_NOMEM;
+      goto done;
+    const char *token = run_details_continuation(doc), *link = run_details_next_link(doc);
+    if (token) {
+      if (json_object_set_new(body, "continuationToken", json_string(token)) != 0)
+        goto done;
+    } else if (link && same_origin(link, url) && aml_client_url_trusted(link)) {
+      free(page_url);
+      page_url = strdup(link);
+    } else {
+      if (link)
+        log_warn("event=aml_next_link_ignored what=\"%s\" reason=\"not on the API host\"",
+                 what);
+      result = RESULT_OK;
+      goto done;
+    }
   }
-  log_info("event=aml_pages_bounded what=\"%s\" pages=%d", what, AML_CLIENT_MAX_PAGES);
-  return RESULT_OK;
+  if (page_url)
+    log_info("event=aml_pages_bounded what=\"%s\" pages=%d", what, AML_CLIENT_MAX_PAGES);
+  result = page_url ? RESULT_OK : RESULT_NOMEM;
+done:
+  free(page_url);
+  return result;
 }
 
 /* The values of every page of one metric, in order, as one `full` answer. */

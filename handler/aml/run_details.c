@@ -286,6 +286,11 @@ const char *run_details_continuation(const json_t *page) {
   return token && *token ? token : NULL;
 }
 
+const char *run_details_next_link(const json_t *page) {
+  const char *link = jsonx_string_ci(page, "nextLink");
+  return link && *link ? link : NULL;
+}
+
 static bool number_of(const json_t *v, double *out) {
   if (json_is_integer(v) || json_is_real(v)) {
     *out = json_number_value(v);

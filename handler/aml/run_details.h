@@ -67,6 +67,10 @@ size_t run_details_metric_keys(const json_t *list, struct run_metric_key *keys,
  * NULL on the last page. Borrowed. */
 const char *run_details_continuation(const json_t *page);
 
+/* The page's non-empty `nextLink` (the URL of the page after it), or NULL.
+ * Borrowed. */
+const char *run_details_next_link(const json_t *page);
+
 /* The last value of metric `name` in a metrics v2 `full` answer: the point with
  * the highest step (the later one on ties), its `data[name]` (or the only
  * numeric value of `data`), numbers as numbers or numeric strings. False when

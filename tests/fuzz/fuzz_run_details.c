@@ -82,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (count > 16)
     abort();
   run_details_continuation(doc);
+  run_details_next_link(doc);
   for (size_t i = 0; i < count; i++) {
     double value;
     if (!keys[i].name || !keys[i].ns)

@@ -312,6 +312,36 @@ static void metric_pages_are_followed(void **state) {
   record_cleanup(&rec);
 }
 
+/* A page that names the next by nextLink only is followed there, on the API's
+ * own host; a nextLink elsewhere never gets the token. */
+static void metric_next_link_is_followed_on_the_api_host(void **state) {
+  struct enricher *client = *state;
+  discovery_routes();
+  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 200,
+        "{\"runId\":\"run-1\",\"status\":\"Completed\"}");
+  route("POST", METRIC "/runs/run-1/list", 200,
+        "{\"value\":[{\"metricKey\":{\"name\":\"accuracy\"}}],\"continuationToken\":null,"
+        "\"nextLink\":\"" METRIC "/runs/run-1/list?page=2\"}");
+  route("POST", METRIC "/runs/run-1/list?page=2", 200,
+        "{\"value\":[{\"metricKey\":{\"name\":\"loss\"}}],"
+        "\"nextLink\":\"https://elsewhere.test/steal\"}");
+  route("POST", METRIC "/runs/run-1/full", 200,
+        "{\"value\":[{\"data\":{\"accuracy\":0.5}}]}")
+      ->body_has = "\"accuracy\"";
+  route("POST", METRIC "/runs/run-1/full", 200,
+        "{\"value\":[{\"data\":{\"loss\":0.25}}]}")
+      ->body_has = "\"loss\"";
+  struct aml_event ev = run_event("run-1", "Completed", RUN_KIND_PLAIN);
+  struct record rec;
+  struct error_info err = {0};
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_int_equal(rec.metric_count, 2);
+  assert_string_equal(rec.metrics[1].name, "loss");
+  assert_int_equal(count_sent(METRIC "/runs/run-1/list?page=2"), 1);
+  assert_int_equal(count_sent("https://elsewhere.test/steal"), 0);
+  record_cleanup(&rec);
+}
+
 /* A service that always says there is another page is read for a bounded
  * number of pages only. */
 static void metric_pages_are_bounded(void **state) {
@@ -776,6 +806,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(metrics_failure_keeps_the_record, setup, teardown),
       cmocka_unit_test_setup_teardown(metric_pages_are_followed, setup, teardown),
       cmocka_unit_test_setup_teardown(metric_pages_are_bounded, setup, teardown),
+      cmocka_unit_test_setup_teardown(metric_next_link_is_followed_on_the_api_host, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(failed_step_gets_error_and_parent, setup, teardown),
       cmocka_unit_test_setup_teardown(details_fallback_failures, setup, teardown),
       cmocka_unit_test_setup_teardown(non_run_events_are_not_applicable, setup, teardown),
