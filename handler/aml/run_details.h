@@ -60,8 +60,9 @@ struct run_metric_key {
  * (value[].metricKey) to `keys`, which holds `have` already, up to `max` in
  * all, duplicates (same namespace and name) skipped. Strings are borrowed from
  * `list`. Returns the new count. */
-size_t run_details_metric_keys(const json_t *list, struct run_metric_key *keys,
-                               size_t have, size_t max);
+HANDLER_NODISCARD size_t run_details_metric_keys(const json_t *list,
+                                                 struct run_metric_key *keys, size_t have,
+                                                 size_t max);
 
 /* The token of the page after `page` (its non-empty `continuationToken`), or
  * NULL on the last page. Borrowed. */

@@ -144,12 +144,12 @@ HANDLER_NODISCARD int record_add_metric(struct record *rec, const char *name,
  * names the record does not hold yet: what the event carries wins, run details
  * complete it. Values are kept as text (strings as they are, anything else as
  * compact JSON). NULL or a non-object adds nothing. 0 or RESULT_NOMEM. */
-int record_add_tags(struct record *rec, const json_t *tags);
+HANDLER_NODISCARD int record_add_tags(struct record *rec, const json_t *tags);
 
 /* Adds the members of `props` missing from the record's properties object
  * `which` (copies; first writer wins, as for tags). 0 or RESULT_NOMEM. */
-int record_add_properties(struct record *rec, enum record_props which,
-                          const json_t *props);
+HANDLER_NODISCARD int record_add_properties(struct record *rec, enum record_props which,
+                                            const json_t *props);
 
 /* "run_properties", "model_properties", "service_properties". */
 const char *record_props_name(enum record_props which);
@@ -157,12 +157,13 @@ const char *record_props_name(enum record_props which);
 /* The compact JSON text of properties object `which`, cut at
  * RECORD_PROPERTIES_MAX bytes (on a UTF-8 boundary, ending in "...") when
  * longer; malloc'd, NULL when the record has none (or out of memory). */
-char *record_properties_text(const struct record *rec, enum record_props which);
+HANDLER_NODISCARD char *record_properties_text(const struct record *rec,
+                                               enum record_props which);
 
 /* Sets "tag.<name>" per tag and "<kind>_properties" per properties object of
  * `rec` as string members of the object `out` (record_to_json's "record", or
  * telemetry properties). 0 or RESULT_NOMEM. */
-int record_tags_and_properties(const struct record *rec, json_t *out);
+HANDLER_NODISCARD int record_tags_and_properties(const struct record *rec, json_t *out);
 
 /* Borrowed string value or NULL; number getter returns false when unset. */
 const char *record_string(const struct record *rec, enum record_field field);

@@ -147,7 +147,7 @@ static void run_document_completes_tags_and_properties(void **state) {
   struct record rec;
   event_record(&rec, "run-1", RUN_KIND_PLAIN);
   json_t *event_tags = json_pack("{s:s}", "team", "vision");
-  record_add_tags(&rec, event_tags);
+  assert_int_equal(record_add_tags(&rec, event_tags), RESULT_OK);
   json_t *doc = json_loads("{\"runId\":\"run-1\",\"tags\":{\"team\":\"other\","
                            "\"dataset\":\"v3\"},\"properties\":{\"runTemplate\":"
                            "\"automl_child\",\"score\":\"0.9\"}}",

@@ -461,8 +461,8 @@ static void tags_and_properties_are_properties(void **state) {
   json_t *tags =
       json_pack("{s:s, s:s, s:s}", "team", "vision", long_name, "x", "huge", long_value);
   json_t *props = json_pack("{s:s}", "runTemplate", "automl_child");
-  record_add_tags(&rec, tags);
-  record_add_properties(&rec, REC_PROPS_RUN, props);
+  assert_int_equal(record_add_tags(&rec, tags), RESULT_OK);
+  assert_int_equal(record_add_properties(&rec, REC_PROPS_RUN, props), RESULT_OK);
   json_t *envs = json_array();
   assert_int_equal(telemetry_envelopes(&o, &rec, NOW, TELEMETRY_ALL, envs), RESULT_OK);
   json_t *event = find(envs, "Event", 0), *req = find(envs, "Request", 0);
