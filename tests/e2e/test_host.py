@@ -273,6 +273,22 @@ class LifecycleTest(unittest.TestCase):
         host = start_handler(self.root)
         self.assertEqual(host.stop(), 0)
 
+    def test_first_log_line_says_how_long_start_up_took(self):
+        # The host gives a custom handler 30 s to listen (Flex Consumption cannot
+        # change it): the first line says how long it took, since exec and main().
+        host = start_handler(self.root)
+        self.addCleanup(host.stop)
+        lines = host.wait_for(lambda: [l for l in host.stdout_lines() if "event=" in l],
+                              what="the first log line")
+        first = lines[0]
+        self.assertIn("event=listening", first)
+        fields = dict(re.findall(r"(\w+)=(\S+)", first))
+        startup, main = float(fields["startup_ms"]), float(fields["main_ms"])
+        self.assertGreaterEqual(startup, main)
+        self.assertGreater(main, 0.0)
+        self.assertLess(startup, 30000.0)
+        self.assertEqual(fields["credential"], '"none"')
+
     def test_sigterm_answers_in_flight_invocations_then_exits_0(self):
         host = start_handler(self.root)
         self.addCleanup(host.stop)
