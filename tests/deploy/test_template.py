@@ -365,17 +365,31 @@ class TemplateTest(unittest.TestCase):
         names = set(re.findall(r"\b(?:[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|AzureWebJobsStorage(?:__[A-Za-z]+)?)\b", out))
         return names, out
 
+    @staticmethod
+    def binding_settings():
+        """App settings the functions' bindings name as %NAME% (the host resolves
+        them, e.g. a timer's schedule): a deployment must set each one."""
+        names = set()
+        for spec in REPO.glob("*/function.json"):
+            for _, text in strings(load(spec)):
+                names |= set(re.findall(r"%([A-Za-z_][A-Za-z0-9_]*)%", text))
+        return names
+
     def test_c_app_settings_are_the_handlers(self):
         settings = [s["name"] for s in self.site["properties"]["siteConfig"]["appSettings"]]
         self.assertEqual(len(settings), len(set(settings)), "a setting is set twice")
+        bindings = self.binding_settings()
+        for name in bindings:
+            self.assertIn(name, settings, f"a function.json binding names %{name}%")
         handler, help_text = self.handler_settings()
         self.assertTrue(REQUIRED_SETTINGS - HOST_SETTINGS <= handler,
                         "handler --help does not list the settings it reads:\n" + help_text)
         for name in settings:
             self.assertNotIn(name, FORBIDDEN_SETTINGS)
-            self.assertTrue(name in handler or name in HOST_SETTINGS,
+            self.assertTrue(name in handler or name in HOST_SETTINGS or name in bindings,
                             f"{name} is set by the template but the handler does not read it "
-                            "(not in handler --help) and it is not a host storage setting")
+                            "(not in handler --help), it is not a host storage setting and "
+                            "no binding names it")
         for name in REQUIRED_SETTINGS:
             self.assertIn(name, settings)
         values = {s["name"]: self.top.value(s["value"])
@@ -423,7 +437,7 @@ class TemplateTest(unittest.TestCase):
     def test_d_role_assignments_are_least_privilege(self):
         wanted = {  # role -> scope type, for the app's identity and the topic's
             "Storage Blob Data Owner": "Microsoft.Storage/storageAccounts",
-            "Storage Table Data Contributor": "Microsoft.Storage/storageAccounts/tableServices/tables",
+            "Storage Table Data Contributor": "Microsoft.Storage/storageAccounts",
             "Monitoring Metrics Publisher": "Microsoft.Insights/components",
             "Storage Blob Data Contributor": "Microsoft.Storage/storageAccounts/blobServices/containers",
         }
@@ -484,6 +498,25 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual(self.top.value(group["properties"]["emailReceivers"][0]["emailAddress"]),
                          self.given["alertEmail"])
         self.assertLessEqual(len(group["properties"]["groupShortName"]), 12)
+
+    def test_host_json_holds_what_the_host_reads(self):
+        # host.json keys the Functions host v4 reads for this app (Learn:
+        # functions-host-json; custom handlers: functions-custom-handlers).
+        host = load(REPO / "host.json")
+        self.assertLessEqual(set(host), {"version", "logging", "customHandler",
+                                         "extensionBundle", "functionTimeout"})
+        self.assertEqual(host["version"], "2.0")
+        # enableForwardingHttpRequest only concerns HTTP-triggered functions (none
+        # here) and false is the host's default (HttpWorkerOptions).
+        self.assertEqual(set(host["customHandler"]), {"description"})
+        self.assertEqual(set(host["customHandler"]["description"]),
+                         {"defaultExecutablePath", "workingDirectory", "arguments"})
+        self.assertEqual(host["extensionBundle"]["id"], "Microsoft.Azure.Functions.ExtensionBundle")
+        self.assertTrue(host["extensionBundle"]["version"].startswith("[4."))
+        # Flex Consumption: default 30 min, no maximum; 5 min also fits the
+        # Consumption and Premium limits. Far above the handler's 20 s budget.
+        h, m, sec = (int(x) for x in host["functionTimeout"].split(":"))
+        self.assertTrue(60 <= h * 3600 + m * 60 + sec <= 600, host["functionTimeout"])
 
     def test_outputs(self):
         outputs = self.top.outputs
