@@ -51,23 +51,26 @@ BUILT_IN_ROLES = {
 
 # App settings that are not the handler's: the Functions host's identity-based
 # connection to its storage (Learn: functions-reference, "Connecting to host
-# storage with an identity"). The handler may read some of them too (the run table).
-HOST_SETTINGS = {"AzureWebJobsStorage__accountName", "AzureWebJobsStorage__blobServiceUri",
-                 "AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__tableServiceUri"}
+# storage with an identity": the three service URIs, which work in every cloud;
+# __accountName is the public-cloud-only shorthand). The handler reads the table
+# URI too (the run table).
+HOST_SETTINGS = {"AzureWebJobsStorage__blobServiceUri", "AzureWebJobsStorage__queueServiceUri",
+                 "AzureWebJobsStorage__tableServiceUri"}
 # Settings a deployment of this template must set.
 REQUIRED_SETTINGS = {"SUBSCRIPTION_ID", "AML_RESOURCE_GROUP", "AML_WORKSPACE_NAME",
                      "APPLICATIONINSIGHTS_CONNECTION_STRING",
-                     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
-                     "AzureWebJobsStorage__accountName"}
+                     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"} | HOST_SETTINGS
 # Never in the template: Flex Consumption's deprecated settings (Learn:
 # functions-app-settings, "Flex Consumption plan deprecations"), key-based
-# connections (shared keys and App Insights local auth are off), settings the
+# connections (shared keys and App Insights local auth are off), the storage
+# account-name shorthand (Learn: not valid in sovereign clouds), settings the
 # platform or the host sets, and secrets (the app uses its managed identity).
 FORBIDDEN_SETTINGS = {
     "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE",
     "WEBSITE_CONTENTSHARE", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
     "SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD", "WEBSITE_NODE_DEFAULT_VERSION",
     "AzureWebJobsStorage", "APPINSIGHTS_INSTRUMENTATIONKEY", "APPINSIGHTS_CONNECTION_STRING",
+    "AzureWebJobsStorage__accountName",
     "FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_HTTPWORKER_PORT", "FUNCTIONS_APP_ROOT_PATH",
     "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "WEBSITE_SITE_NAME", "WEBSITE_INSTANCE_ID",
     "AZURE_CLIENT_SECRET", "SERVICE_PRINCIPAL_PASSWORD", "AZURE_CLIENT_CERTIFICATE_PASSWORD",
@@ -398,6 +401,9 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual((values["SUBSCRIPTION_ID"], values["AML_RESOURCE_GROUP"],
                           values["AML_WORKSPACE_NAME"]), (ws[2], ws[4], ws[8]))
         self.assertEqual(values["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"], "Authorization=AAD")
+        for service in ("blob", "queue", "table"):  # the account's own endpoints, any cloud
+            value = str(values[f"AzureWebJobsStorage__{service}ServiceUri"])
+            self.assertTrue(value.endswith(f".primaryEndpoints.{service}>"), value)
         for name, v in values.items():
             self.assertIsInstance(v, (str, ax.Opaque), f"{name}: app settings are strings")
 
