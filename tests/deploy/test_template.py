@@ -524,6 +524,14 @@ class TemplateTest(unittest.TestCase):
         h, m, sec = (int(x) for x in host["functionTimeout"].split(":"))
         self.assertTrue(60 <= h * 3600 + m * 60 + sec <= 600, host["functionTimeout"])
 
+    def test_every_api_version_has_its_source(self):
+        # The template cites where each resource type's api-version was read.
+        sources = " ".join(self.template["metadata"]["sources"])
+        for _, r in arm_schemas.resources_of(self.template):
+            namespace = r["type"].split("/")[0]
+            self.assertTrue(re.search(re.escape(namespace) + r"/[^@ ]*@" + re.escape(r["apiVersion"]),
+                                      sources), f"{r['type']}@{r['apiVersion']} has no source")
+
     def test_outputs(self):
         outputs = self.top.outputs
         for key in ("functionAppName", "appInsightsResourceId", "portalLiveMetrics", "portalLogs"):
