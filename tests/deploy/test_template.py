@@ -360,12 +360,23 @@ class TemplateTest(unittest.TestCase):
 
     # --- (c) app settings ---------------------------------------------------------------
     def handler_settings(self):
+        """The settings the handler reads, as `handler --help` lists them (the
+        handler's one table of settings, core/config.c): after the "Settings"
+        line, one line per setting, "  NAME" or "  NAME (or ALIAS)"."""
         exe = os.environ.get("HANDLER_BIN") or str(REPO / "build" / "handler")
         if not os.access(exe, os.X_OK):
             self.fail(f"no handler executable at {exe} (build it, or set HANDLER_BIN)")
         out = subprocess.run([exe, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, timeout=10).stdout
-        names = set(re.findall(r"\b(?:[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|AzureWebJobsStorage(?:__[A-Za-z]+)?)\b", out))
+        lines = out.splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith("Settings")), None)
+        self.assertIsNotNone(start, "handler --help has no Settings section:\n" + out)
+        names = set()
+        for line in lines[start + 1:]:
+            m = re.match(r"^  ([A-Za-z][A-Za-z0-9_]*)(?: \(or ([A-Za-z][A-Za-z0-9_]*)\))?$", line)
+            if m:
+                names.update(n for n in m.groups() if n)
+        self.assertGreater(len(names), 10, out)
         return names, out
 
     @staticmethod
