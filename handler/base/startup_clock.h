@@ -1,16 +1,16 @@
 /* How long start-up took: from the exec of this process, and from main().
  *
- * The Functions host gives a custom handler 30 s to listen (longer and it
- * restarts it), so the handler says in its first log line how long it took.
- * Part of a program's start-up happens before main() (exec, the loader, and
- * for a dynamically linked build mapping and relocating its libraries), so the
- * time since exec is read from the kernel: field 22 of /proc/self/stat, the
- * start time in clock ticks (sysconf(_SC_CLK_TCK), 100 a second on Linux) after
- * boot, against CLOCK_BOOTTIME. That reading is coarse: it can be up to one tick (10 ms) more
- * than the truth, never less. The time since main() is CLOCK_MONOTONIC.
+ * The Functions host gives a custom handler 30 s to listen (longer and it restarts
+ * it), so the handler says in its first log line how long it took. Part of a program's
+ * start-up happens before main() (exec, the loader, and for a dynamically linked build
+ * mapping and relocating its libraries), so the time since exec is read from the
+ * kernel: field 22 of /proc/self/stat, the start time in clock ticks
+ * (sysconf(_SC_CLK_TCK), 100 a second on Linux) after boot, against CLOCK_BOOTTIME.
+ * That reading is coarse: it can be up to one tick (10 ms) more than the truth, never
+ * less. The time since main() is CLOCK_MONOTONIC.
  *
- * startup_clock_mark() must be the first thing main() does; the rest may be
- * called from any thread once it has. */
+ * startup_clock_mark() must be the first thing main() does; the rest may be called
+ * from any thread once it has. */
 #ifndef HANDLER_STARTUP_CLOCK_H
 #define HANDLER_STARTUP_CLOCK_H
 
