@@ -32,6 +32,7 @@
 #include "host/responder.h"
 #include "core/pipeline.h"
 #include "host/server.h"
+#include "base/startup_clock.h"
 
 #define DRAIN_MS 25000
 
@@ -145,7 +146,6 @@ static int runtime_open(struct runtime *rt, bool quiet, struct error_info *err) 
           RESULT_OK)
     goto fail;
   if (rt->credential) {
-    log_info("event=credential kind=\"%s\"", credential_kind(rt->credential));
     if ((r = aml_client_new(rt->credential, settings_process_env, NULL, &rt->enricher,
                             err)) != RESULT_OK)
       goto fail;
@@ -243,8 +243,12 @@ static int serve(int argc, char **argv) {
   struct server *srv = NULL;
   struct responder *responder = NULL;
   int status = 1;
-  if (runtime_open(&rt, false, &err) != RESULT_OK)
+  /* Start-up's info lines wait until the line that says we listen is out. */
+  log_hold();
+  if (runtime_open(&rt, false, &err) != RESULT_OK) {
+    log_release();
     return startup_failed(&err);
+  }
   if (port_arg && !config_parse_port(port_arg, &rt.cfg.port)) {
     error_set(&err, RESULT_INVALID, "--port",
               "--port \"%.20s\" is not a port number (1-65535)", port_arg);
@@ -276,8 +280,15 @@ static int serve(int argc, char **argv) {
   if (server_start(&sopts, &srv, &err) != RESULT_OK)
     goto fail;
   appinsights_exporter_set_in_flight_probe(rt.exporter, in_flight_probe, srv);
-  log_info("event=listening address=127.0.0.1:%u functions=%zu exporter=%s version=%s",
-           (unsigned)server_port(srv), app.count, rt.exporter->name, HANDLER_VERSION);
+  /* The first line the handler logs (start-up's other info lines follow it): the
+   * Functions host waits 30 s for it to listen, so it says how long that took,
+   * since exec and since main(). */
+  log_release_after("event=listening address=127.0.0.1:%u functions=%zu exporter=%s "
+                    "credential=\"%s\" startup_ms=%.0f main_ms=%.1f version=%s",
+                    (unsigned)server_port(srv), app.count, rt.exporter->name,
+                    rt.credential ? credential_kind(rt.credential) : "none",
+                    startup_clock_since_exec_ms(), startup_clock_since_main_ms(),
+                    HANDLER_VERSION);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
@@ -300,6 +311,7 @@ static int serve(int argc, char **argv) {
   function_app_cleanup(&app);
   return status;
 fail:
+  log_release();
   startup_failed(&err);
   responder_free(responder);
   runtime_close(&rt);
@@ -339,6 +351,8 @@ static int replay(int argc, char **argv) {
   struct runtime rt;
   if (runtime_open(&rt, false, &err) != RESULT_OK)
     return startup_failed(&err);
+  if (rt.credential)
+    log_info("event=credential kind=\"%s\"", credential_kind(rt.credential));
   struct replay_summary summary;
   int r = replay_files(
       rt.pipeline, (const char *const *)argv + optind, (size_t)(argc - optind),
@@ -390,6 +404,7 @@ static int check(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  startup_clock_mark();
   /* A peer closing a socket must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
   /* glibc gives each thread that allocates its own arena, up to 8 per core, and

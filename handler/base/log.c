@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,6 +13,12 @@ static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *out_stream;
 static FILE *err_stream;
 static _Thread_local char invocation[80];
+
+/* Lines held back at start-up (log_hold), each a whole line with its newline;
+ * guarded by out_lock. */
+static bool holding;
+static char *held[LOG_HOLD_MAX];
+static size_t held_count;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
 
@@ -63,27 +70,85 @@ static void escape_controls(char *dst, size_t dst_size, const char *src) {
   dst[j] = '\0';
 }
 
+/* Formats one whole line ("level=... [invocation_id=...] message\n") into out. */
+static void format_line(char *out, size_t out_size, enum log_level level, const char *fmt,
+                        va_list ap) {
+  char message[2048];
+  vsnprintf(message, sizeof message, fmt, ap);
+  char safe[4096];
+  escape_controls(safe, sizeof safe, message);
+  int n = invocation[0]
+              ? snprintf(out, out_size, "level=%s invocation_id=%s %s\n",
+                         level_names[level], invocation, safe)
+              : snprintf(out, out_size, "level=%s %s\n", level_names[level], safe);
+  if (n < 0 || (size_t)n >= out_size) /* cut short: still one whole line */
+    memcpy(out + out_size - 2, "\n", 2);
+}
+
+static FILE *stream_for(enum log_level level) {
+  return level >= LOG_WARN ? (err_stream ? err_stream : stderr)
+                           : (out_stream ? out_stream : stdout);
+}
+
+/* Writes the held lines to stdout and stops holding; call with out_lock held. */
+static void flush_held_locked(void) {
+  FILE *stream = stream_for(LOG_INFO);
+  for (size_t i = 0; i < held_count; i++) {
+    fputs(held[i], stream);
+    free(held[i]);
+    held[i] = NULL;
+  }
+  held_count = 0;
+  holding = false;
+  fflush(stream);
+}
+
 void log_write(enum log_level level, const char *fmt, ...) {
   if (!log_enabled(level))
     return;
-  char message[2048];
+  char line[4300];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(message, sizeof message, fmt, ap);
+  format_line(line, sizeof line, level, fmt, ap);
   va_end(ap);
 
-  char safe[4096];
-  escape_controls(safe, sizeof safe, message);
-
-  FILE *stream = level >= LOG_WARN ? (err_stream ? err_stream : stderr)
-                                   : (out_stream ? out_stream : stdout);
+  FILE *stream = stream_for(level);
   pthread_mutex_lock(&out_lock);
-  if (invocation[0])
-    fprintf(stream, "level=%s invocation_id=%s %s\n", level_names[level], invocation,
-            safe);
-  else
-    fprintf(stream, "level=%s %s\n", level_names[level], safe);
-  fflush(stream);
+  if (holding && level < LOG_WARN && held_count < LOG_HOLD_MAX &&
+      (held[held_count] = strdup(line)) != NULL) {
+    held_count++;
+  } else {
+    fputs(line, stream);
+    fflush(stream);
+  }
+  pthread_mutex_unlock(&out_lock);
+}
+
+void log_hold(void) {
+  pthread_mutex_lock(&out_lock);
+  holding = true;
+  pthread_mutex_unlock(&out_lock);
+}
+
+void log_release_after(const char *fmt, ...) {
+  char line[4300];
+  bool write = log_enabled(LOG_INFO);
+  if (write) {
+    va_list ap;
+    va_start(ap, fmt);
+    format_line(line, sizeof line, LOG_INFO, fmt, ap);
+    va_end(ap);
+  }
+  pthread_mutex_lock(&out_lock);
+  if (write)
+    fputs(line, stream_for(LOG_INFO));
+  flush_held_locked();
+  pthread_mutex_unlock(&out_lock);
+}
+
+void log_release(void) {
+  pthread_mutex_lock(&out_lock);
+  flush_held_locked();
   pthread_mutex_unlock(&out_lock);
 }
 

@@ -8,6 +8,12 @@
  * anything is formatted. Secrets never reach a log line: callers mask them with
  * log_mask() first.
  *
+ * Start-up: log_hold() keeps debug and info lines back (warnings and errors still
+ * go out at once) until log_release_after() writes one line and then the held
+ * ones in their order, so the line that says the handler listens, and how long
+ * that took, is its first. At most LOG_HOLD_MAX lines are held; further ones are
+ * written at once.
+ *
  * Threading: every function is thread-safe. log_set_invocation() sets a
  * thread-local context that later lines of that thread carry. */
 #ifndef HANDLER_LOG_H
@@ -54,6 +60,18 @@ void log_write(enum log_level level, const char *fmt, ...) HANDLER_PRINTF(2, 3);
     if (log_enabled(LOG_ERROR))                                                          \
       log_write(LOG_ERROR, __VA_ARGS__);                                                 \
   } while (0)
+
+#define LOG_HOLD_MAX 64
+
+/* Holds debug and info lines from now on (see the top of this file). */
+void log_hold(void);
+
+/* Writes one info line (`fmt`, like log_write; skipped when info is off), then
+ * every held line, and stops holding. Without a hold, just writes the line. */
+void log_release_after(const char *fmt, ...) HANDLER_PRINTF(1, 2);
+
+/* Writes the held lines and stops holding (start-up failed). */
+void log_release(void);
 
 /* Writes `line` plus a newline to stdout under the log lock (records of the
  * console exporter go through here so they never interleave with log lines). */

@@ -273,6 +273,28 @@ class LifecycleTest(unittest.TestCase):
         host = start_handler(self.root)
         self.assertEqual(host.stop(), 0)
 
+    def test_first_log_line_says_how_long_start_up_took(self):
+        # The host gives a custom handler 30 s to listen (Flex Consumption cannot
+        # change it): the first line says how long it took, since exec and main().
+        # A credential makes start-up log lines of its own: they come after it.
+        host = HostEmulator(self.root, executable=HANDLER_BIN, env={
+            "AZURE_TENANT_ID": str(uuid.uuid4()), "AZURE_CLIENT_ID": str(uuid.uuid4()),
+            "AZURE_CLIENT_SECRET": "not-a-real-secret", "HANDLER_LOG_LEVEL": "debug"}).start()
+        self.addCleanup(host.stop)
+        lines = host.wait_for(
+            lambda: (lambda ls: ls if any("aml_client_ready" in l for l in ls) else None)(
+                [l for l in host.stdout_lines() if "event=" in l]),
+            what="the start-up log lines")
+        first = lines[0]
+        self.assertIn("event=listening", first)
+        fields = dict(re.findall(r"(\w+)=(\S+)", first))
+        startup, main = float(fields["startup_ms"]), float(fields["main_ms"])
+        self.assertGreaterEqual(startup, main)
+        self.assertGreater(main, 0.0)
+        self.assertLess(startup, 30000.0)
+        self.assertIn("credential=\"client secret\"", first)
+        self.assertTrue(any("event=aml_client_ready" in l for l in lines[1:]))
+
     def test_sigterm_answers_in_flight_invocations_then_exits_0(self):
         host = start_handler(self.root)
         self.addCleanup(host.stop)

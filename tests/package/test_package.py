@@ -19,7 +19,13 @@ handler in it with chroot, the way the Functions host would:
     = /home/site/wwwroot, mounted read-only, as with run-from-package), it answers
     GET / with 200 and one AML event invocation POSTed to /function_app with 200
     and {"Outputs":{},"Logs":[...],"ReturnValue":null}, writes the record line
-    {"name":"AmlRunStatusChanged","record":{...}} on stdout, and exits 0 on SIGTERM.
+    {"name":"AmlRunStatusChanged","record":{...}} on stdout, and exits 0 on SIGTERM;
+  - the Core Tools rule: in the zip, only the file host.json names
+    (customHandler.description.defaultExecutablePath) is executable; and the app
+    zipped the way Core Tools zips it (`func azure functionapp publish`, `func
+    pack`: ZipHelper.CreateDotNetZip in Azure/azure-functions-core-tools, files
+    only, that file 0777 and every other file 0666) runs from that zip in the root
+    just the same.
 
 The root is cached in ${PACKAGE_ROOTFS_CACHE:-/var/cache/aml-handler-rootfs} and
 never changed by a run: the app folder and /proc are mounted into it inside a
@@ -38,6 +44,7 @@ PACKAGE_DEBOOTSTRAP_TIMEOUT (seconds, default 1200).
 """
 
 import fcntl
+import fnmatch
 import http.client
 import json
 import os
@@ -287,6 +294,34 @@ def check_package(app, modes, zip_path, results):
     return exe
 
 
+def check_only_executable_is_executable(modes, exe, results):
+    """The Core Tools rule: only defaultExecutablePath carries an executable bit."""
+    others = sorted(name for name, mode in modes.items()
+                    if stat.S_ISREG(mode) and mode & 0o111 and name != exe)
+    results.check(f"zip: only '{exe}' is executable, every other file is not",
+                  not others, f"also executable: {others}")
+
+
+def core_tools_zip(app, exe, target):
+    """Zips app as Core Tools does (ZipHelper.CreateDotNetZip): every file that
+    .funcignore keeps, no directory entries, unix attributes with the file named
+    by defaultExecutablePath 0100777 and every other file 0100666."""
+    ignored = [line.strip() for line in (app / ".funcignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")] if (app / ".funcignore").is_file() else []
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(p for p in app.rglob("*") if p.is_file()):
+            name = path.relative_to(app).as_posix()
+            if any(fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(path.name, pattern)
+                   for pattern in ignored):
+                continue
+            info = zipfile.ZipInfo(name, time.gmtime(path.stat().st_mtime)[:6])
+            info.create_system = 3
+            info.external_attr = (0o100777 if name == exe else 0o100666) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, path.read_bytes())
+    return target
+
+
 # --- running inside the root -------------------------------------------------
 
 
@@ -495,10 +530,22 @@ def main():
                 app.mkdir()
                 modes = unpack(zip_path, app, results)
                 exe = check_package(app, modes, zip_path, results)
+                check_only_executable_is_executable(modes, exe, results)
                 jail = Jail(root, app)
                 check_ldd(jail, exe, results)
                 check_version(jail, exe, zip_path, results)
                 check_serving(jail, exe, work, results)
+                log("the same app zipped as Core Tools zips it (exe 0777, the rest 0666)")
+                ct_zip = core_tools_zip(app, exe, Path(work) / "core-tools.zip")
+                ct_app = Path(work) / "core-tools-app"
+                ct_app.mkdir()
+                ct_modes = unpack(ct_zip, ct_app, results)
+                results.check("core tools zip: the executable 0777, every other file 0666",
+                              all(stat.S_IMODE(m) == (0o777 if n == exe else 0o666)
+                                  for n, m in ct_modes.items()), f"{ct_modes}")
+                ct_jail = Jail(root, ct_app)
+                check_version(ct_jail, exe, zip_path, results)
+                check_serving(ct_jail, exe, work, results)
     except Interrupted as e:
         results.check("run to the end", False, f"interrupted by {e}")
     except Exception as e:  # a malformed package must fail the test, not crash it
