@@ -11,7 +11,7 @@
  *     status (the entity's StuckReported, claimed with a conditional write
  *     before the export, so two ticks or two instances never both report it);
  *   - ended: the entity is closed (conditional write), then AmlRunReconciled
- *     and the normal record of the final state go out through the processor
+ *     and the normal record of the final state go out through the pipeline
  *     (run details, request or dependency, as for a delivered event);
  *   - in another open status: the entity follows it;
  *   - gone (404): the entity is deleted, with a log line.
