@@ -79,6 +79,11 @@ static json_t *list_open(struct table_client *tc, int64_t deadline_ms, bool *out
     }
     json_t *page = NULL;
     int r = table_client_query(tc, "Open eq true", PAGE, &cont, deadline_ms, &page, err);
+    if (r == RESULT_TIMEOUT) {
+      error_clear(err);
+      *out_complete = false;
+      break;
+    }
     if (r != RESULT_OK) {
       json_decref(all);
       table_continuation_cleanup(&cont);
@@ -533,6 +538,16 @@ int workspace_watch_tick(struct workspace_watch *w, int64_t now_ms, int64_t dead
     r = check(w, e, now_ms, since,
               threshold_ms(w->o.config, run_entity_string(e, "Status")), deadline_ms,
               logs, rep, &gone, err);
+    if (r == RESULT_TIMEOUT) { /* the deadline came inside this check: stop here */
+      log_info("event=watch_tick_deadline run_id=%s reason=\"%s\"",
+               run_entity_string(e, "RunId"), err->message);
+      error_clear(err);
+      rep->checked--;
+      rep->deferred = (unsigned)(c - k);
+      complete = false;
+      r = RESULT_OK;
+      break;
+    }
     if (gone)
       json_array_foreach(open, i, e) if (e == cands[k]) closed[i] = true;
   }
