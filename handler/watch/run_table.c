@@ -61,18 +61,19 @@ static void cache_put(struct run_table *rt, const char *key, const char *status,
                       int64_t since_ms, bool open, const char *etag) {
   struct cached *c = &rt->cache[slot_of(key)];
   char *k = strdup(key), *e = etag ? strdup(etag) : NULL;
+  bool kept = k && e;
   pthread_mutex_lock(&rt->lock);
   free(c->key);
   free(c->etag);
-  c->key = k && e ? k : NULL;
-  c->etag = k && e ? e : NULL;
-  if (c->key) {
+  c->key = kept ? k : NULL;
+  c->etag = kept ? e : NULL;
+  if (kept) {
     snprintf(c->status, sizeof c->status, "%s", status);
     c->since_ms = since_ms;
     c->open = open;
   }
   pthread_mutex_unlock(&rt->lock);
-  if (!c->key) {
+  if (!kept) { /* no memory, or no ETag to remember: the slot stays empty */
     free(k);
     free(e);
   }
