@@ -11,6 +11,7 @@
  * Every request also carries Content-Type: application/json, with or without a
  * body, so the signed Content-Type is always the one sent. */
 #include "azure/table_client.h"
+#include "azure/table_client_testing.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -40,6 +41,8 @@ struct table_client {
   size_t key_len;
   struct credential *cred;
   char *table;
+  http_transport_fn transport; /* tests; NULL: http_client_send_retry */
+  void *transport_ctx;
   atomic_bool created;
   pthread_mutex_t create_lock; /* one create-table request at a time */
   atomic_uint_fast64_t reads, queries, writes, creates;
@@ -157,6 +160,12 @@ nomem:
   return error_set(err, RESULT_NOMEM, "", "out of memory creating the table client");
 }
 
+void table_client_set_transport_for_test(struct table_client *c, http_transport_fn fn,
+                                         void *ctx) {
+  c->transport = fn;
+  c->transport_ctx = ctx;
+}
+
 const char *table_client_table(const struct table_client *c) {
   return c->table;
 }
@@ -234,7 +243,8 @@ static int send_call(struct table_client *c, const struct call *call, int64_t de
                              .body_len = call->body ? strlen(call->body) : 0,
                              .deadline_ms = deadline_ms,
                              .max_response = MAX_RESPONSE};
-  r = http_client_send_retry(&req, out, err);
+  r = c->transport ? c->transport(c->transport_ctx, &req, out, err)
+                   : http_client_send_retry(&req, out, err);
   if (r == RESULT_IO || r == RESULT_INVALID)
     r = r == RESULT_IO ? RESULT_TRANSIENT : RESULT_PERMANENT;
 done:
