@@ -3,6 +3,7 @@ tick for 1,000 open runs, and per-event CPU and latency with the run table on
 against off. Uses the Python stand-ins (run history, ingestion) and Azurite.
 
     python3 bench/watch.py [--events 400] [--runs 1000] [--before PATH]
+    python3 bench/watch.py --callgrind      (instructions per event, off and on)
 
 --before names a handler built from the commit before the watch (same events,
 no storage): "before" against "off" (this build, no storage) and "on" (run
@@ -107,17 +108,61 @@ def tick(host):
 tick.seen = {}
 
 
+def callgrind_instructions(bench, azurite, events, concurrency):
+    """Instructions per event (callgrind), run table off and on: the same
+    comparison as CPU time, without the machine's noise."""
+    import subprocess
+    from tests.e2e.host_emulator import HostEmulator
+    from tests.e2e.support import HANDLER_BIN
+    ws = bench.stack.workspace
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = {}
+    for mode in ("off", "on"):
+        runs = [str(uuid.uuid4()) for _ in range(events + 20)]
+        for r in runs:
+            put_run(bench, r, "Running")
+        dump = Path(f"/tmp/watch-callgrind-{mode}-{os.getpid()}.out")
+        wrapper = Path(f"/tmp/watch-callgrind-{mode}-{os.getpid()}.sh")
+        wrapper.write_text(f"#!/bin/sh\nexec valgrind --tool=callgrind "
+                           f"--callgrind-out-file={dump} {HANDLER_BIN} \"$@\"\n")
+        wrapper.chmod(0o755)
+        extra = {"AzureWebJobsStorage": azurite.connection_string} if mode == "on" else {}
+        env = bench.settings("secret", HANDLER_LOG_LEVEL="info",
+                             HANDLER_INVOCATION_BUDGET_MS=120000, **extra)
+        host = HostEmulator(bench.root, executable=str(wrapper), env=env).start()
+        evs = [event(ws, r, "Running", now) for r in runs]
+        deliver(host, evs[:20], concurrency)
+        subprocess.run(["callgrind_control", "-z"], capture_output=True)
+        deliver(host, evs[20:], concurrency)
+        subprocess.run(["callgrind_control", "-d"], capture_output=True)
+        host.stop()
+        text = subprocess.run(["callgrind_annotate", f"{dump}.1"], capture_output=True,
+                              text=True).stdout
+        total = int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", text)[1]
+                    .replace(",", ""))
+        out[f"instructions_per_event_{mode}"] = total // events
+        for f in Path("/tmp").glob(f"watch-callgrind-{mode}-{os.getpid()}*"):
+            f.unlink()
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=400)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--before", help="handler binary of the commit before the watch")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="only instructions per event, off and on (valgrind)")
     args = parser.parse_args()
     out = {}
     azurite = Azurite().start()
     try:
         with Bench() as bench:
+            if args.callgrind:
+                out.update(callgrind_instructions(bench, azurite, 100, 4))
+                print(json.dumps(out, indent=1))
+                return
             ws = bench.stack.workspace
             now = datetime.datetime.now(datetime.timezone.utc)
             common = {"HANDLER_LOG_LEVEL": "info", "HANDLER_INVOCATION_BUDGET_MS": 120000}
