@@ -78,7 +78,7 @@ static void split(const char *cs, struct parts *p) {
       for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         if (strlen(known[i].key) == klen && strncasecmp(k, known[i].key, klen) == 0) {
           *(const char **)((char *)p + known[i].value) = eq + 1;
-          *(size_t *)((char *)p + known[i].len) = len - klen - (size_t)(k - item) - 1;
+          *(size_t *)((char *)p + known[i].len) = (size_t)(item + len - (eq + 1));
         }
     }
     item += len;

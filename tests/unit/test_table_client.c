@@ -113,6 +113,15 @@ static void account_connection_strings(void **state) {
                    RESULT_OK);
   assert_string_equal(a->table_endpoint, "http://127.0.0.1:5555/devstoreaccount1");
   storage_account_free(a);
+  /* Spaces around keys and values (found by fuzz_storage: the value's length
+   * was taken from the untrimmed key). */
+  assert_int_equal(
+      storage_account_parse(
+          " AccountName = acct ;AccountKey    = YW55IGNhcm5hbCBwbGVhcw== ", &a, &err),
+      RESULT_OK);
+  assert_string_equal(a->account_name, "acct");
+  assert_int_equal(a->key_len, 16);
+  storage_account_free(a);
 }
 
 static void refused_connection_strings(void **state) {
