@@ -46,6 +46,7 @@ struct table_client {
   atomic_bool created;
   pthread_mutex_t create_lock; /* one create-table request at a time */
   atomic_uint_fast64_t reads, queries, writes, creates;
+  atomic_uint_fast64_t generation; /* times TableNotFound made us create it again */
 };
 
 static char *format(const char *fmt, ...) HANDLER_PRINTF(1, 2);
@@ -164,6 +165,10 @@ void table_client_set_transport_for_test(struct table_client *c, http_transport_
                                          void *ctx) {
   c->transport = fn;
   c->transport_ctx = ctx;
+}
+
+uint64_t table_client_generation(const struct table_client *c) {
+  return atomic_load(&c->generation);
 }
 
 const char *table_client_table(const struct table_client *c) {
@@ -315,6 +320,7 @@ static int exchange(struct table_client *c, const struct call *call, const char 
     if (r == RESULT_NOTFOUND && strcmp(code, "TableNotFound") == 0 && attempt == 0) {
       http_response_cleanup(out);
       atomic_store(&c->created, false);
+      atomic_fetch_add(&c->generation, 1);
       log_warn("event=table_missing table=%s action=create", c->table);
       if ((r = ensure_table(c, deadline_ms, err)) != RESULT_OK)
         return r;

@@ -56,6 +56,10 @@ const char *table_client_table(const struct table_client *client);
 void table_client_get_stats(const struct table_client *client,
                             struct table_client_stats *out);
 
+/* How many times the table was found missing and created again (0 at first):
+ * what callers remember about its entities is void when this changes. */
+uint64_t table_client_generation(const struct table_client *client);
+
 /* Creates the table when it does not exist (201, or 409 TableAlreadyExists). */
 int table_client_create_table(struct table_client *client, int64_t deadline_ms,
                               struct error_info *err);

@@ -30,9 +30,26 @@ struct cached {
 struct run_table {
   struct table_client *client;
   atomic_uint_fast64_t events, writes, unchanged, conflicts;
-  pthread_mutex_t lock; /* guards cache */
+  pthread_mutex_t lock; /* guards cache and generation */
+  uint64_t generation;  /* the table client's generation the cache describes */
   struct cached cache[RUN_TABLE_CACHE];
 };
+
+/* Forgets every run when the table was created again since (an emulator
+ * restarted empty, a table deleted by hand): its entities are gone. */
+static void cache_check_generation(struct run_table *rt) {
+  uint64_t now = table_client_generation(rt->client);
+  pthread_mutex_lock(&rt->lock);
+  if (now != rt->generation) {
+    for (size_t i = 0; i < RUN_TABLE_CACHE; i++) {
+      free(rt->cache[i].key);
+      free(rt->cache[i].etag);
+      rt->cache[i].key = rt->cache[i].etag = NULL;
+    }
+    rt->generation = now;
+  }
+  pthread_mutex_unlock(&rt->lock);
+}
 
 static size_t slot_of(const char *key) {
   uint64_t h = 1469598103934665603ULL; /* FNV-1a */
@@ -336,6 +353,7 @@ int run_table_record_event(struct run_table *rt, const struct aml_event *ev,
     json_decref(fresh);
     return error_set(err, RESULT_NOMEM, "", "out of memory building a run entity");
   }
+  cache_check_generation(rt);
   int r = RESULT_TRANSIENT;
   for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     struct cached known = {0};

@@ -21,7 +21,9 @@
  * so concurrent instances converge on the newest status. Each instance
  * remembers the last state and ETag of up to RUN_TABLE_CACHE runs, so an event
  * usually costs one request (insert or merge) or none (duplicate, older, closed);
- * an event for a run another instance wrote costs a read more.
+ * an event for a run another instance wrote costs a read more. When the table
+ * client had to create the table again (it vanished: an emulator restarted
+ * empty), what the instance remembered is forgotten.
  *
  * Terminal runs are marked closed (Open = false), not deleted: an event older
  * than the terminal one can still arrive (Event Grid retries for 24 hours, out of
