@@ -33,6 +33,10 @@
 #include "core/pipeline.h"
 #include "host/server.h"
 #include "base/startup_clock.h"
+#include "azure/storage_account.h"
+#include "azure/table_client.h"
+#include "watch/run_table.h"
+#include "watch/workspace_watch.h"
 
 #define DRAIN_MS 25000
 
@@ -43,6 +47,8 @@ struct runtime {
   struct enricher *enricher;     /* the AML client, when there is a credential */
   struct exporter *exporter;
   struct pipeline *pipeline;
+  struct run_table *runs;        /* NULL: no storage account, the watch is off */
+  struct workspace_watch *watch; /* with runs */
 };
 
 static const char main_usage[] =
@@ -102,7 +108,9 @@ static int startup_failed(const struct error_info *err) {
 }
 
 static void runtime_close(struct runtime *rt) {
+  workspace_watch_free(rt->watch);
   pipeline_free(rt->pipeline);
+  run_table_free(rt->runs);
   exporter_free(rt->exporter);
   if (rt->enricher)
     rt->enricher->free(rt->enricher);
@@ -132,6 +140,32 @@ static void print_help(FILE *out) {
   }
 }
 
+/* The run table in the Function App's storage account, when one is configured. */
+static int open_run_table(struct runtime *rt, struct error_info *err) {
+  struct storage_account *account = NULL;
+  struct table_client *tc = NULL;
+  int r = storage_account_from_env(settings_process_env, NULL, &account, err);
+  if (r != RESULT_OK)
+    return r;
+  if (!account) {
+    log_info(
+        "event=watch_off reason=\"no storage account configured (AzureWebJobsStorage, "
+        "or AzureWebJobsStorage__accountName / __tableServiceUri)\"");
+    return RESULT_OK;
+  }
+  r = table_client_new(account, rt->credential, rt->cfg.runs_table, &tc, err);
+  if (r == RESULT_OK && !(rt->runs = run_table_new(tc)))
+    r = error_set(err, RESULT_NOMEM, "", "out of memory");
+  if (r == RESULT_OK)
+    log_info("event=watch_on table=%s endpoint=%s auth=%s stuck_waiting_minutes=%d "
+             "stuck_running_hours=%d max_checks=%d",
+             rt->cfg.runs_table, account->table_endpoint,
+             account->key ? "shared key" : "Entra ID", rt->cfg.stuck_waiting_minutes,
+             rt->cfg.stuck_running_hours, rt->cfg.watch_max_checks);
+  storage_account_free(account);
+  return r;
+}
+
 /* `quiet` keeps the log at warnings whatever HANDLER_LOG_LEVEL says (check). */
 static int runtime_open(struct runtime *rt, bool quiet, struct error_info *err) {
   memset(rt, 0, sizeof *rt);
@@ -158,11 +192,26 @@ static int runtime_open(struct runtime *rt, bool quiet, struct error_info *err) 
   } else {
     rt->exporter = console_exporter_new();
   }
-  struct pipeline_options options = {
-      .config = &rt->cfg, .exporter = rt->exporter, .enricher = rt->enricher};
+  if ((r = open_run_table(rt, err)) != RESULT_OK)
+    goto fail;
+  struct pipeline_options options = {.config = &rt->cfg,
+                                     .exporter = rt->exporter,
+                                     .enricher = rt->enricher,
+                                     .runs = rt->runs};
   if (!rt->exporter || !(rt->pipeline = pipeline_new(&options))) {
     r = error_set(err, RESULT_NOMEM, "", "out of memory");
     goto fail;
+  }
+  if (rt->runs) {
+    struct watch_options wo = {.config = &rt->cfg,
+                               .runs = rt->runs,
+                               .aml = rt->enricher,
+                               .exporter = rt->exporter,
+                               .pipeline = rt->pipeline};
+    if (!(rt->watch = workspace_watch_new(&wo))) {
+      r = error_set(err, RESULT_NOMEM, "", "out of memory");
+      goto fail;
+    }
   }
   return RESULT_OK;
 fail:
@@ -180,6 +229,18 @@ static void log_upstream_stats(const struct runtime *rt) {
     aml_client_get_stats(rt->enricher, &aml);
   struct appinsights_stats ai;
   appinsights_exporter_stats(rt->exporter, &ai);
+  struct table_client_stats table = {0};
+  struct run_table_stats runs = {0};
+  if (rt->runs) {
+    table_client_get_stats(run_table_client(rt->runs), &table);
+    run_table_get_stats(rt->runs, &runs);
+  }
+  log_info("event=table_stats run_events=%llu entity_writes=%llu unchanged=%llu "
+           "conflicts=%llu reads=%llu queries=%llu writes=%llu creates=%llu",
+           (unsigned long long)runs.events, (unsigned long long)runs.writes,
+           (unsigned long long)runs.unchanged, (unsigned long long)runs.conflicts,
+           (unsigned long long)table.reads, (unsigned long long)table.queries,
+           (unsigned long long)table.writes, (unsigned long long)table.creates);
   log_info("event=upstream_stats http_requests=%llu http_connections=%llu "
            "http_retries=%llu token_requests=%llu discovery_requests=%llu "
            "run_requests=%llu parent_lookups=%llu ingestion_posts=%llu items_sent=%llu "
@@ -265,7 +326,8 @@ static int serve(int argc, char **argv) {
     goto fail;
   struct responder_options ropts = {.app = &app,
                                     .pipeline = rt.pipeline,
-                                    .invocation_budget_ms = rt.cfg.invocation_budget_ms};
+                                    .invocation_budget_ms = rt.cfg.invocation_budget_ms,
+                                    .watch = rt.watch};
   if (!(responder = responder_new(&ropts))) {
     error_set(&err, RESULT_NOMEM, "", "out of memory");
     goto fail;
@@ -397,7 +459,8 @@ static int check(int argc, char **argv) {
                                     .exporter = rt.exporter,
                                     .appinsights = appinsights_exporter_is(rt.exporter),
                                     .dry_run = dry_run,
-                                    .budget_ms = rt.cfg.invocation_budget_ms};
+                                    .budget_ms = rt.cfg.invocation_budget_ms,
+                                    .runs = rt.runs};
   int failed = check_run(&subjects, stdout);
   runtime_close(&rt);
   return failed ? 1 : 0;

@@ -991,3 +991,37 @@ done:
   call_cleanup(&call);
   return result;
 }
+
+int aml_client_get_run(struct enricher *self, const char *subscription_id,
+                       const char *resource_group, const char *workspace,
+                       const char *experiment_id, const char *run_id, int64_t deadline_ms,
+                       json_t **out_run, struct error_info *err) {
+  struct aml_client *c = (struct aml_client *)self;
+  struct aml_event ev = {.subscription_id = (char *)subscription_id,
+                         .resource_group = (char *)resource_group,
+                         .workspace = (char *)workspace,
+                         .run_id = (char *)run_id};
+  struct call call = {.client = c, .ev = &ev, .deadline_ms = deadline_ms};
+  struct error_info local = {0};
+  char *api = NULL;
+  int result = RESULT_NOMEM;
+  *out_run = NULL;
+  if (!(call.sub = segment(subscription_id)) || !(call.rg = segment(resource_group)) ||
+      !(call.ws = segment(workspace)))
+    goto done;
+  if ((result = get_token(&call, &local)) != RESULT_OK ||
+      (result = workspace_api(&call, &api, &local)) != RESULT_OK)
+    goto done;
+  const char *exp = experiment_id && *experiment_id ? experiment_id : NULL;
+  result = get_run(&call, api, exp, run_id, false, "run", out_run, &local);
+  if (result == RESULT_PERMANENT && strstr(local.message, "(404)"))
+    result = RESULT_NOTFOUND;
+done:
+  if (result != RESULT_OK && err)
+    *err = local;
+  if (result == RESULT_NOMEM && err && !err->message[0])
+    error_set(err, result, "", "out of memory reading a run");
+  free(api);
+  call_cleanup(&call);
+  return result;
+}

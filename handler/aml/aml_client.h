@@ -43,6 +43,7 @@
 
 #include "azure/credential.h"
 #include "core/enricher.h"
+#include "base/jsonx.h"
 #include "base/result.h"
 #include "base/settings.h"
 
@@ -77,6 +78,16 @@ HANDLER_NODISCARD int aml_client_new(struct credential *cred,
 /* Counters of a client made by aml_client_new() (zero for another enricher).
  * Thread-safe. */
 void aml_client_get_stats(const struct enricher *client, struct aml_client_stats *out);
+
+/* The workspace watch's question: the run's Run document as run history has it
+ * now (one GET, after the cached discovery). RESULT_OK with *out_run (new
+ * reference); RESULT_NOTFOUND when run history answers 404; otherwise the
+ * outcomes of enrich() (transient, denied, permanent) with `err` filled.
+ * Thread-safe. */
+int aml_client_get_run(struct enricher *client, const char *subscription_id,
+                       const char *resource_group, const char *workspace,
+                       const char *experiment_id, const char *run_id, int64_t deadline_ms,
+                       json_t **out_run, struct error_info *err);
 
 /* One step of `handler check`: what was checked, its result, why it failed (may
  * be empty) and what to do about it. */

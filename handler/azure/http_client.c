@@ -286,8 +286,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
 }
 
 static void clear_captured(struct http_response *r) {
-  char **slots[] = {&r->retry_after, &r->retry_after_ms, &r->x_ms_retry_after_ms,
-                    &r->location, &r->content_type};
+  char **slots[] = {&r->retry_after,        &r->retry_after_ms, &r->x_ms_retry_after_ms,
+                    &r->location,           &r->content_type,   &r->etag,
+                    &r->next_partition_key, &r->next_row_key};
   for (size_t i = 0; i < sizeof slots / sizeof *slots; i++) {
     free(*slots[i]);
     *slots[i] = NULL;
@@ -314,6 +315,10 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userdata) 
       {"x-ms-retry-after-ms", offsetof(struct http_response, x_ms_retry_after_ms)},
       {"Location", offsetof(struct http_response, location)},
       {"Content-Type", offsetof(struct http_response, content_type)},
+      {"ETag", offsetof(struct http_response, etag)},
+      {"x-ms-continuation-NextPartitionKey",
+       offsetof(struct http_response, next_partition_key)},
+      {"x-ms-continuation-NextRowKey", offsetof(struct http_response, next_row_key)},
   };
   size_t name_len = (size_t)(colon - line);
   for (size_t i = 0; i < sizeof wanted / sizeof *wanted; i++) {

@@ -64,6 +64,9 @@ struct http_response {
   char *x_ms_retry_after_ms; /* x-ms-retry-after-ms */
   char *location;            /* Location */
   char *content_type;
+  char *etag;               /* ETag (Table storage's optimistic concurrency) */
+  char *next_partition_key; /* x-ms-continuation-NextPartitionKey (Table queries) */
+  char *next_row_key;       /* x-ms-continuation-NextRowKey */
 };
 
 /* Counters for benchmarks and tests. */

@@ -126,6 +126,40 @@ int crypto_uuid4(char out[37]) {
   return RESULT_OK;
 }
 
+void crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                        uint8_t out[32]) {
+  mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), key, key_len, data, len,
+                  out);
+}
+
+char *crypto_base64(const void *data, size_t len) {
+  size_t cap = (len + 2) / 3 * 4 + 1, written = 0;
+  char *out = malloc(cap);
+  if (out && mbedtls_base64_encode((unsigned char *)out, cap, &written, data, len) != 0) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+int crypto_base64_decode(const char *text, uint8_t **out, size_t *out_len) {
+  size_t len = strlen(text), written = 0;
+  *out = NULL;
+  *out_len = 0;
+  uint8_t *buf = malloc(len / 4 * 3 + 4);
+  if (!buf)
+    return RESULT_NOMEM;
+  if (mbedtls_base64_decode(buf, len / 4 * 3 + 3, &written, (const unsigned char *)text,
+                            len) != 0) {
+    free(buf);
+    return RESULT_INVALID;
+  }
+  buf[written] = '\0';
+  *out = buf;
+  *out_len = written;
+  return RESULT_OK;
+}
+
 char *crypto_base64url(const void *data, size_t len) {
   static const char alphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -1,10 +1,10 @@
 /* Cryptography: the one module that includes mbedTLS.
  *
  * Hashes (SHA-1 for certificate thumbprints, SHA-256 for ids and x5t#S256),
- * base64url, random bytes and UUIDs from a CTR-DRBG seeded by the system's
- * entropy, and RS256 signatures with a PEM private key for JWT client
- * assertions. Errors from mbedTLS are translated into RESULT_* with a sentence
- * (never the key material).
+ * HMAC-SHA256 and base64 (Azure Storage Shared Key), base64url, random bytes and UUIDs
+ * from a CTR-DRBG seeded by the system's entropy, and RS256 signatures with a PEM private
+ * key for JWT client assertions. Errors from mbedTLS are translated into RESULT_* with a
+ * sentence (never the key material).
  *
  * Threading: crypto_global_init() once before threads start; afterwards every
  * function is thread-safe (the random generator sits behind its own lock).
@@ -24,6 +24,10 @@ void crypto_global_cleanup(void);
 void crypto_sha1(const void *data, size_t len, uint8_t out[20]);
 void crypto_sha256(const void *data, size_t len, uint8_t out[32]);
 
+/* HMAC-SHA256 of `data` with `key` (Shared Key signatures of Azure Storage). */
+void crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                        uint8_t out[32]);
+
 HANDLER_NODISCARD int crypto_random(void *out, size_t len);
 /* A random (version 4) UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" (37 bytes). */
 HANDLER_NODISCARD int crypto_uuid4(char out[37]);
@@ -32,6 +36,14 @@ void crypto_hex(const uint8_t *data, size_t len, char *out);
 
 /* base64url without padding into a malloc'd string; NULL on allocation failure. */
 HANDLER_NODISCARD char *crypto_base64url(const void *data, size_t len);
+
+/* Standard base64 (RFC 4648 section 4, with padding) into a malloc'd string;
+ * NULL on allocation failure. */
+HANDLER_NODISCARD char *crypto_base64(const void *data, size_t len);
+/* Decodes standard base64 (padding required, as an account key carries it) into
+ * a malloc'd buffer; RESULT_INVALID when `text` is not base64. */
+HANDLER_NODISCARD int crypto_base64_decode(const char *text, uint8_t **out,
+                                           size_t *out_len);
 
 /* A certificate and private key read from one PEM file (password may be NULL).
  * The file may hold the blocks in any order; the first certificate is the one

@@ -29,6 +29,8 @@ const char *result_str(int result) {
       return "access denied";
     case RESULT_UNSUPPORTED:
       return "unsupported";
+    case RESULT_CONFLICT:
+      return "conflict";
     default:
       return "unknown error";
   }

@@ -23,6 +23,7 @@ enum result {
   RESULT_NOTFOUND = -8,  /* the thing asked for does not exist */
   RESULT_DENIED = -9,    /* a credential was refused */
   RESULT_UNSUPPORTED = -10,
+  RESULT_CONFLICT = -11, /* the resource exists already, or changed since it was read */
 };
 
 /* A static English name for a result code ("invalid input", ...). */

@@ -61,6 +61,23 @@ const struct config_setting config_settings[] = {
      "telemetry cloud role; set by the platform", false},
     {"WEBSITE_INSTANCE_ID", {NULL}, "telemetry",
      "telemetry cloud role instance; set by the platform", false},
+    {"AzureWebJobsStorage", {NULL}, "storage",
+     "storage account of the run table (workspace watch); unset: watch off", true},
+    {"AzureWebJobsStorage__accountName", {NULL}, "storage",
+     "storage account by name, Entra ID auth (workspace watch)", false},
+    {"AzureWebJobsStorage__tableServiceUri", {NULL}, "storage",
+     "Table endpoint, Entra ID auth (workspace watch)", false},
+    {"HANDLER_RUNS_TABLE", {NULL}, "config",
+     "the run table's name (default amlruns)", false},
+    {"HANDLER_STUCK_WAITING_MINUTES", {NULL}, "config",
+     "a run waiting longer is stuck (default 60; 0 off)", false},
+    {"HANDLER_STUCK_RUNNING_HOURS", {NULL}, "config",
+     "a run Running longer is stuck (default 24; 0 off)", false},
+    {"HANDLER_WATCH_MAX_CHECKS", {NULL}, "config",
+     "run history reads per watch tick (default 100)", false},
+    {"HANDLER_WATCH_SCHEDULE", {NULL}, "host",
+     "the watch's timer schedule (NCRONTAB, default 0 */5 * * * *); "
+     "resolved by the Functions host, which needs it set", false},
 };
 /* clang-format on */
 const size_t config_settings_count = sizeof config_settings / sizeof *config_settings;
@@ -181,6 +198,23 @@ static int load_workspaces(struct config *cfg, settings_getenv_fn getenv_fn, voi
   return add_workspace(cfg, values[0], values[1], values[2]);
 }
 
+/* An integer setting in [min, max], `fallback` when unset. */
+static int whole_number(settings_getenv_fn getenv_fn, void *ctx, const char *name,
+                        int fallback, int min, int max, int *out,
+                        struct error_info *err) {
+  const char *v = settings_get(getenv_fn, ctx, name);
+  *out = fallback;
+  if (!v)
+    return RESULT_OK;
+  char *end;
+  long n = strtol(v, &end, 10);
+  if (end == v || *end || n < min || n > max)
+    return error_set(err, RESULT_INVALID, name, "%s must be a whole number from %d to %d",
+                     name, min, max);
+  *out = (int)n;
+  return RESULT_OK;
+}
+
 int config_load(struct config *out, settings_getenv_fn getenv_fn, void *ctx,
                 struct error_info *err) {
   memset(out, 0, sizeof *out);
@@ -240,6 +274,16 @@ int config_load(struct config *out, settings_getenv_fn getenv_fn, void *ctx,
     }
     out->invocation_budget_ms = (int)v;
   }
+  const char *table = settings_get(getenv_fn, ctx, "HANDLER_RUNS_TABLE");
+  if (!(out->runs_table = strdup(table ? table : "amlruns")))
+    goto nomem;
+  if ((r = whole_number(getenv_fn, ctx, "HANDLER_STUCK_WAITING_MINUTES", 60, 0, 525600,
+                        &out->stuck_waiting_minutes, err)) != RESULT_OK ||
+      (r = whole_number(getenv_fn, ctx, "HANDLER_STUCK_RUNNING_HOURS", 24, 0, 8760,
+                        &out->stuck_running_hours, err)) != RESULT_OK ||
+      (r = whole_number(getenv_fn, ctx, "HANDLER_WATCH_MAX_CHECKS", 100, 1, 10000,
+                        &out->watch_max_checks, err)) != RESULT_OK)
+    goto fail;
   return RESULT_OK;
 nomem:
   r = error_set(err, RESULT_NOMEM, "", "out of memory reading the settings");
@@ -255,6 +299,7 @@ void config_cleanup(struct config *cfg) {
   free(cfg->app_root);
   free(cfg->appinsights_connection_string);
   free(cfg->appinsights_authentication_string);
+  free(cfg->runs_table);
   memset(cfg, 0, sizeof *cfg);
 }
 

@@ -31,7 +31,8 @@
 struct config_setting {
   const char *name;
   const char *aliases[2]; /* older names read when `name` is unset; NULL-padded */
-  const char *module;     /* who reads it: "config", "credential", "aml", ... */
+  const char *module;     /* who reads it: "config", "credential", "aml", ...;
+                             "host": the Functions host, for our function.json */
   const char *summary;    /* one line, for `handler --help` */
   bool secret;            /* the value is a secret: never logged or printed */
 };
@@ -59,6 +60,12 @@ struct config {
 
   int log_level;            /* HANDLER_LOG_LEVEL, default info */
   int invocation_budget_ms; /* HANDLER_INVOCATION_BUDGET_MS, default 20000 */
+
+  /* The workspace watch (its storage account is read by azure/storage_account). */
+  char *runs_table;          /* HANDLER_RUNS_TABLE, default "amlruns" */
+  int stuck_waiting_minutes; /* HANDLER_STUCK_WAITING_MINUTES, default 60; 0 = off */
+  int stuck_running_hours;   /* HANDLER_STUCK_RUNNING_HOURS, default 24; 0 = off */
+  int watch_max_checks;      /* HANDLER_WATCH_MAX_CHECKS: run history reads per tick */
 };
 
 HANDLER_NODISCARD int config_load(struct config *out, settings_getenv_fn getenv_fn,

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "core/record.h"
 #include "base/timeutil.h"
+#include "watch/run_table.h"
 
 struct pipeline {
   struct pipeline_options options;
@@ -63,9 +64,30 @@ static int enrich(struct pipeline *pipe, const struct aml_event *ev, struct reco
   return e->enrich(e, ev, rec, deadline_ms, err);
 }
 
-int pipeline_process(struct pipeline *pipe, const json_t *event, const json_t *raw,
-                     const char *decode_error, int64_t deadline_ms,
-                     struct pipeline_outcome *out, struct error_info *err) {
+/* Exports the record, and with `notice` a copy of it named so, event only. */
+static int export_record(struct pipeline *pipe, const struct record *rec,
+                         const char *notice, int64_t deadline_ms,
+                         struct error_info *err) {
+  if (!notice)
+    return export_one(pipe, rec, deadline_ms, err);
+  struct record copy;
+  record_init(&copy);
+  int r = record_copy(&copy, rec);
+  if (r == RESULT_OK) {
+    snprintf(copy.name, sizeof copy.name, "%s", notice);
+    copy.shape = RECORD_SHAPE_NOTICE;
+    const struct record *records[2] = {rec, &copy};
+    r = exporter_export(pipe->options.exporter, records, 2, deadline_ms, err);
+  } else {
+    error_set(err, r, "", "out of memory copying a record");
+  }
+  record_cleanup(&copy);
+  return r;
+}
+
+static int process(struct pipeline *pipe, const json_t *event, const json_t *raw,
+                   const char *decode_error, const char *notice, int64_t deadline_ms,
+                   struct pipeline_outcome *out, struct error_info *err) {
   out->rejected = true;
   out->summary[0] = '\0';
   if (!event)
@@ -102,7 +124,13 @@ int pipeline_process(struct pipeline *pipe, const json_t *event, const json_t *r
               ev.id, ev.run_id ? ev.run_id : "-", result_str(r), err ? err->message : "");
     goto done;
   }
-  if ((r = export_one(pipe, &rec, deadline_ms, err)) != RESULT_OK) {
+  if (pipe->options.runs && (r = run_table_record_event(pipe->options.runs, &ev, &rec,
+                                                        deadline_ms, err)) != RESULT_OK) {
+    log_error("event=run_table_failed event_id=%s result=\"%s\" reason=\"%s\"", ev.id,
+              result_str(r), err ? err->message : "");
+    goto done;
+  }
+  if ((r = export_record(pipe, &rec, notice, deadline_ms, err)) != RESULT_OK) {
     log_error("event=export_failed event_id=%s result=\"%s\" reason=\"%s\"", ev.id,
               result_str(r), err ? err->message : "");
     goto done;
@@ -119,5 +147,21 @@ int pipeline_process(struct pipeline *pipe, const json_t *event, const json_t *r
 done:
   record_cleanup(&rec);
   event_cleanup(&ev);
+  return r;
+}
+
+int pipeline_process(struct pipeline *pipe, const json_t *event, const json_t *raw,
+                     const char *decode_error, int64_t deadline_ms,
+                     struct pipeline_outcome *out, struct error_info *err) {
+  return process(pipe, event, raw, decode_error, NULL, deadline_ms, out, err);
+}
+
+int pipeline_process_reconciled(struct pipeline *pipe, const json_t *event,
+                                int64_t deadline_ms, struct pipeline_outcome *out,
+                                struct error_info *err) {
+  int r = process(pipe, event, event, NULL, "AmlRunReconciled", deadline_ms, out, err);
+  if (r == RESULT_OK && out->rejected)
+    r = error_set(err, RESULT_INVALID, "", "the reconciled run's event was rejected: %s",
+                  out->summary);
   return r;
 }

@@ -8,6 +8,10 @@
  * upstream (run history, ingestion) is returned, so the caller can fail the
  * delivery and Event Grid delivers the event again.
  *
+ * With a run table (watch/run_table.h), a run event also brings its run's entity
+ * up to date, after the run details and before the export; a storage failure
+ * is transient like any other.
+ *
  * Callers: the host protocol (host/responder, one event per invocation) and
  * replay (tools/replay, events from files). The pipeline knows neither.
  *
@@ -26,10 +30,13 @@
 #include "core/enricher.h"
 #include "core/exporter.h"
 
+struct run_table;
+
 struct pipeline_options {
   const struct config *config;
   struct exporter *exporter;
   struct enricher *enricher; /* NULL: records carry what the event alone says */
+  struct run_table *runs;    /* the workspace watch's run table; NULL: watch off */
 };
 
 /* What became of one event that was exported. */
@@ -51,5 +58,14 @@ HANDLER_NODISCARD int pipeline_process(struct pipeline *pipe, const json_t *even
                                        const json_t *raw, const char *decode_error,
                                        int64_t deadline_ms, struct pipeline_outcome *out,
                                        struct error_info *err);
+
+/* A run the workspace watch found ended: `event` is the RunStatusChanged it
+ * made from run history. Processed as a delivered event, and its record is also
+ * exported as AmlRunReconciled (customEvent only), in the same export call. */
+HANDLER_NODISCARD int pipeline_process_reconciled(struct pipeline *pipe,
+                                                  const json_t *event,
+                                                  int64_t deadline_ms,
+                                                  struct pipeline_outcome *out,
+                                                  struct error_info *err);
 
 #endif

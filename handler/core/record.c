@@ -53,6 +53,10 @@ static const struct {
     [REC_DRIFT_COEFFICIENT] = {"drift_coefficient", REC_KIND_NUMBER},
     [REC_DRIFT_START_TIME] = {"drift_start_time", REC_KIND_STRING},
     [REC_DRIFT_END_TIME] = {"drift_end_time", REC_KIND_STRING},
+    [REC_STUCK_STATUS] = {"stuck_status", REC_KIND_STRING},
+    [REC_STUCK_FOR_MS] = {"stuck_for_ms", REC_KIND_NUMBER},
+    [REC_THRESHOLD_MS] = {"threshold_ms", REC_KIND_NUMBER},
+    [REC_METRIC_VALUE] = {"value", REC_KIND_NUMBER},
     [REC_REASON] = {"reason", REC_KIND_STRING},
     [REC_EVENT_TYPE] = {"event_type", REC_KIND_STRING},
     [REC_RAW_EVENT] = {"raw_event", REC_KIND_STRING},
@@ -318,6 +322,33 @@ int record_tags_and_properties(const struct record *rec, json_t *out) {
     }
     free(text);
   }
+  return RESULT_OK;
+}
+
+int record_copy(struct record *dst, const struct record *src) {
+  memcpy(dst->name, src->name, sizeof dst->name);
+  dst->type = src->type;
+  dst->run_kind = src->run_kind;
+  dst->rejected = src->rejected;
+  dst->shape = src->shape;
+  for (int i = 0; i < REC_FIELD_COUNT; i++) {
+    const struct record_value *v = &src->values[i];
+    if (!v->set)
+      continue;
+    if (fields[i].kind == REC_KIND_NUMBER)
+      record_set_number(dst, (enum record_field)i, v->number);
+    else if (record_set_string(dst, (enum record_field)i, v->text) != RESULT_OK)
+      return RESULT_NOMEM;
+  }
+  for (size_t i = 0; i < src->metric_count; i++)
+    if (record_add_metric(dst, src->metrics[i].name, src->metrics[i].value) ==
+        RESULT_NOMEM)
+      return RESULT_NOMEM;
+  if (record_add_tags(dst, src->tags) != RESULT_OK)
+    return RESULT_NOMEM;
+  for (int i = 0; i < REC_PROPS_COUNT; i++)
+    if (record_add_properties(dst, (enum record_props)i, src->properties[i]) != RESULT_OK)
+      return RESULT_NOMEM;
   return RESULT_OK;
 }
 

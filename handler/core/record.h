@@ -65,6 +65,11 @@ enum record_field {
   REC_DRIFT_COEFFICIENT,
   REC_DRIFT_START_TIME,
   REC_DRIFT_END_TIME,
+  /* The workspace watch (AmlRunStuck, AmlActiveRuns, AmlOldestWaitingRunAgeMs). */
+  REC_STUCK_STATUS,
+  REC_STUCK_FOR_MS,
+  REC_THRESHOLD_MS,
+  REC_METRIC_VALUE,
   /* Rejected events. */
   REC_REASON,
   REC_EVENT_TYPE,
@@ -104,11 +109,20 @@ enum record_props { REC_PROPS_RUN, REC_PROPS_MODEL, REC_PROPS_SERVICE, REC_PROPS
 #define RECORD_TAG_PREFIX "tag."
 #define RECORD_PROPERTIES_MAX 8192
 
+/* What a record becomes in telemetry. */
+enum record_shape {
+  RECORD_SHAPE_EVENT,  /* a customEvent, and a terminal run's measurement */
+  RECORD_SHAPE_NOTICE, /* a customEvent only (AmlRunStuck, AmlRunReconciled) */
+  RECORD_SHAPE_METRIC, /* a customMetric named `name`, value REC_METRIC_VALUE, the
+                          set string fields as dimensions (AmlActiveRuns) */
+};
+
 struct record {
   char name[48]; /* telemetry name: "AmlRunCompleted", ..., "AmlEventRejected" */
   enum aml_event_type type; /* meaningless for rejected records */
   enum run_kind run_kind;   /* RUN_KIND_NONE for non-run and rejected records */
   bool rejected;
+  enum record_shape shape; /* RECORD_SHAPE_EVENT after record_init */
   struct record_value values[REC_FIELD_COUNT];
   struct record_metric metrics[RECORD_MAX_METRICS];
   size_t metric_count;
@@ -129,6 +143,10 @@ HANDLER_NODISCARD int record_from_event(struct record *rec,
  * copied when they can be read. */
 HANDLER_NODISCARD int record_rejected(struct record *rec, const char *reason,
                                       const json_t *raw);
+
+/* Copies every field, metric, tag, properties object and flag of `src` into a
+ * freshly initialised `dst`. */
+HANDLER_NODISCARD int record_copy(struct record *dst, const struct record *src);
 
 /* Setters copy `text`; NULL text clears the field. Return 0 or RESULT_NOMEM. */
 HANDLER_NODISCARD int record_set_string(struct record *rec, enum record_field field,

@@ -156,7 +156,8 @@ fail:
 /* Durations and the run's logged metrics. */
 static json_t *record_measurements(const struct record *rec) {
   static const enum record_field numeric[] = {REC_EXECUTION_TIME_MS, REC_QUEUE_TIME_MS,
-                                              REC_DRIFT_COEFFICIENT};
+                                              REC_DRIFT_COEFFICIENT, REC_STUCK_FOR_MS,
+                                              REC_THRESHOLD_MS};
   json_t *m = json_object();
   if (!m)
     return NULL;
@@ -415,6 +416,30 @@ fail:
   return RESULT_NOMEM;
 }
 
+/* A watch metric: one point named after the record, the string fields as
+ * dimensions. */
+static int add_watch_metric(const struct telemetry_options *o, const struct record *rec,
+                            int64_t now_ms, json_t *out) {
+  double value;
+  if (!record_number(rec, REC_METRIC_VALUE, &value))
+    return RESULT_OK;
+  json_t *props = json_object();
+  if (!props)
+    return RESULT_NOMEM;
+  for (int f = 0; f < REC_FIELD_COUNT; f++)
+    if (record_field_kind((enum record_field)f) == REC_KIND_STRING &&
+        set_property(props, record_field_name((enum record_field)f),
+                     record_string(rec, (enum record_field)f)) != RESULT_OK) {
+      json_decref(props);
+      return RESULT_NOMEM;
+    }
+  json_t *base = json_pack("{s:[{s:s, s:s%, s:s, s:f}], s:o}", "metrics", "ns", "azureml",
+                           "name", rec->name, strnlen(rec->name, sizeof rec->name),
+                           "kind", "Measurement", "value", value, "properties", props);
+  return append(out, envelope(o, "MetricData", event_time_ms(rec, now_ms), now_ms, base,
+                              NULL, NULL));
+}
+
 static int add_legacy_trace(const struct telemetry_options *o, const struct record *rec,
                             int64_t now_ms, const struct correlation *c, json_t *out) {
   json_t *props = record_properties(rec);
@@ -428,14 +453,16 @@ static int add_legacy_trace(const struct telemetry_options *o, const struct reco
 
 const char *telemetry_measured_run(const struct record *rec) {
   const char *status = record_string(rec, REC_STATUS);
-  if (rec->rejected || rec->run_kind == RUN_KIND_NONE || !status ||
-      !run_status_is_terminal(status))
+  if (rec->rejected || rec->shape != RECORD_SHAPE_EVENT ||
+      rec->run_kind == RUN_KIND_NONE || !status || !run_status_is_terminal(status))
     return NULL;
   return record_string(rec, REC_RUN_ID);
 }
 
 int telemetry_envelopes(const struct telemetry_options *options, const struct record *rec,
                         int64_t now_ms, unsigned parts, json_t *out) {
+  if (rec->shape == RECORD_SHAPE_METRIC)
+    return add_watch_metric(options, rec, now_ms, out);
   struct correlation c;
   correlation_of(rec, &c);
   int r = RESULT_OK;

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,10 @@
 
 #define FUNCTION_JSON_MAX (256 * 1024)
 
-/* The name of the eventGridTrigger binding of function.json, or NULL (with the
- * trigger type found in *out_trigger when there is another one). */
-static int read_binding(const char *path, char **out_binding, struct error_info *err) {
+/* The name and type of the eventGridTrigger or timerTrigger binding of
+ * function.json; *out_binding NULL when it has neither. */
+static int read_binding(const char *path, char **out_binding,
+                        enum function_trigger *out_trigger, struct error_info *err) {
   char *text = NULL;
   size_t len = 0;
   *out_binding = NULL;
@@ -36,10 +38,12 @@ static int read_binding(const char *path, char **out_binding, struct error_info 
   json_array_foreach(bindings, i, b) {
     const char *type = json_string_value(json_object_get(b, "type"));
     const char *name = json_string_value(json_object_get(b, "name"));
-    if (type && strcasecmp(type, "eventGridTrigger") == 0) {
+    bool timer = type && strcasecmp(type, "timerTrigger") == 0;
+    if (type && (timer || strcasecmp(type, "eventGridTrigger") == 0)) {
+      *out_trigger = timer ? FUNCTION_TRIGGER_TIMER : FUNCTION_TRIGGER_EVENT_GRID;
       if (!name || !*name)
-        r = error_set(err, RESULT_INVALID, path,
-                      "%s: the eventGridTrigger binding has no name", path);
+        r = error_set(err, RESULT_INVALID, path, "%s: the %s binding has no name", path,
+                      type);
       else if (!(*out_binding = strdup(name)))
         r = RESULT_NOMEM;
       break;
@@ -62,6 +66,7 @@ int function_app_load(struct function_app *out, const char *root,
   if (!(out->root = strdup(root)))
     goto fail;
   struct dirent *entry;
+  size_t event_grid = 0;
   while ((entry = readdir(dir))) {
     if (entry->d_name[0] == '.')
       continue;
@@ -71,14 +76,16 @@ int function_app_load(struct function_app *out, const char *root,
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
       continue;
     char *binding = NULL;
-    if ((r = read_binding(path, &binding, err)) != RESULT_OK)
+    enum function_trigger trigger = FUNCTION_TRIGGER_EVENT_GRID;
+    if ((r = read_binding(path, &binding, &trigger, err)) != RESULT_OK)
       goto fail;
     if (!binding) {
-      log_warn(
-          "event=function_skipped function=%s reason=\"no eventGridTrigger binding\"",
-          entry->d_name);
+      log_warn("event=function_skipped function=%s reason=\"no eventGridTrigger or "
+               "timerTrigger binding\"",
+               entry->d_name);
       continue;
     }
+    event_grid += trigger == FUNCTION_TRIGGER_EVENT_GRID;
     struct function_def *grown =
         realloc(out->functions, (out->count + 1) * sizeof *out->functions);
     char *name = strdup(entry->d_name);
@@ -91,9 +98,9 @@ int function_app_load(struct function_app *out, const char *root,
       goto fail;
     }
     out->functions[out->count++] =
-        (struct function_def){.name = name, .binding = binding};
+        (struct function_def){.name = name, .binding = binding, .trigger = trigger};
   }
-  if (out->count == 0) {
+  if (event_grid == 0) {
     r = error_set(
         err, RESULT_INVALID, "FUNCTIONS_APP_ROOT_PATH",
         "no function folder under %s has a function.json with an eventGridTrigger "

@@ -2,9 +2,10 @@
  *
  * The Functions host POSTs to `/{FunctionName}`, where the name is a folder of
  * the app root holding a function.json. function_app_load() reads every such
- * folder and keeps the ones whose trigger binding is `eventGridTrigger`, with the
- * binding's name (the key of the event under `Data` in the invocation payload).
- * Folders with other triggers are reported in `out_skipped` and not served.
+ * folder and keeps the ones whose trigger binding is `eventGridTrigger` (AML
+ * events) or `timerTrigger` (the workspace watch), with the trigger type and the
+ * binding's name (the key under `Data` in the invocation payload). Folders with
+ * other triggers are logged and not served.
  *
  * Ownership: the caller owns the struct; function_app_cleanup() frees it.
  * Read-only after loading, so thread-safe to share. */
@@ -15,9 +16,12 @@
 
 #include "base/result.h"
 
+enum function_trigger { FUNCTION_TRIGGER_EVENT_GRID, FUNCTION_TRIGGER_TIMER };
+
 struct function_def {
   char *name;    /* folder name, case kept */
-  char *binding; /* name of the eventGridTrigger binding */
+  char *binding; /* name of the trigger binding */
+  enum function_trigger trigger;
 };
 
 struct function_app {
@@ -28,7 +32,8 @@ struct function_app {
 };
 
 /* Loads the app at `root`. Fails with RESULT_INVALID when a function.json is
- * malformed or no folder has an eventGridTrigger binding. */
+ * malformed or no folder has an eventGridTrigger binding (a timer alone serves
+ * nothing). */
 HANDLER_NODISCARD int function_app_load(struct function_app *out, const char *root,
                                         struct error_info *err);
 const struct function_def *function_app_find(const struct function_app *app,

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "base/timeutil.h"
 #include "host/invocation.h"
+#include "watch/workspace_watch.h"
 
 struct responder {
   struct responder_options options;
@@ -40,6 +41,41 @@ static char *invocation_body(const char *log_line, const char *error_code,
   return text;
 }
 
+/* The answer of a timer invocation: the tick's lines as Logs. */
+static char *timer_body(json_t *logs, const char *error_code,
+                        const struct error_info *err) {
+  json_t *body = json_pack("{s:{},s:O,s:n}", "Outputs", "Logs", logs, "ReturnValue");
+  if (body && error_code)
+    json_object_set_new(
+        body, "error",
+        json_pack("{s:s,s:s}", "code", error_code, "message", err->message));
+  char *text = body ? jsonx_dump(body) : NULL;
+  json_decref(body);
+  return text;
+}
+
+/* A timer invocation: one tick of the workspace watch. */
+static void invoke_timer(struct responder *resp, const struct invocation *inv,
+                         int64_t deadline_ms, struct server_response *response) {
+  struct error_info err;
+  error_clear(&err);
+  json_t *logs = json_array();
+  int r = RESULT_OK;
+  if (!resp->options.watch) {
+    json_array_append_new(logs, json_string("workspace watch is off: no storage account "
+                                            "configured (AzureWebJobsStorage)"));
+  } else {
+    struct watch_tick_report report;
+    r = workspace_watch_tick(resp->options.watch, time_now_ms(), deadline_ms, logs,
+                             &report, &err);
+    if (json_is_true(jsonx_get_ci(inv->event, "IsPastDue")))
+      json_array_append_new(logs, json_string("the timer was past due"));
+  }
+  response->status = r == RESULT_OK ? 200 : 500;
+  response->body = timer_body(logs, r == RESULT_OK ? NULL : "WatchFailed", &err);
+  json_decref(logs);
+}
+
 static char *bad_request_body(const struct error_info *err) {
   json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code", "InvalidInvocation",
                            "message", err->message);
@@ -63,6 +99,12 @@ void responder_invoke(void *ctx, const struct server_request *request,
              err.message);
     response->status = 400;
     response->body = bad_request_body(&err);
+    return;
+  }
+
+  if (fn && fn->trigger == FUNCTION_TRIGGER_TIMER) {
+    invoke_timer(resp, &inv, deadline_ms, response);
+    invocation_cleanup(&inv);
     return;
   }
 

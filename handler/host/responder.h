@@ -8,6 +8,9 @@
  *   - 500 with the same shape plus "error": a transient failure upstream (run
  *     history, ingestion) outlasted the retries or the invocation's time budget;
  *     the host fails the invocation and Event Grid delivers the event again.
+ * A timerTrigger function (workspace_watch) runs one tick of the workspace watch
+ * instead: 200 with the tick's lines in Logs (also when the watch is off, which
+ * the Logs say), 500 when storage or run history failed.
  * The protocol is described in docs/protocols.md.
  *
  * Threading: responder_invoke() runs concurrently on server threads; the
@@ -21,10 +24,13 @@
 #include "host/function_app.h"
 #include "host/server.h"
 
+struct workspace_watch;
+
 struct responder_options {
   const struct function_app *app;
   struct pipeline *pipeline;
-  int invocation_budget_ms; /* the deadline of one invocation, from its arrival */
+  int invocation_budget_ms;      /* the deadline of one invocation, from its arrival */
+  struct workspace_watch *watch; /* answers timer invocations; NULL: watch off */
 };
 
 struct responder;

@@ -7,6 +7,7 @@
 #include "aml/aml_client.h"
 #include "export/appinsights.h"
 #include "core/resource_path.h"
+#include "base/crypto.h"
 #include "base/timeutil.h"
 
 struct tally {
@@ -74,11 +75,50 @@ static void check_ingestion(const struct check_subjects *s, struct tally *t) {
          "Metrics Publisher role on the App Insights resource");
 }
 
+/* Create if missing, then write, read and delete a probe entity. */
+static void check_run_table(const struct check_subjects *s, struct tally *t) {
+  if (!s->runs) {
+    fprintf(t->out, "skip  workspace watch: off, no storage account configured -- set "
+                    "AzureWebJobsStorage (or AzureWebJobsStorage__accountName) to watch "
+                    "for stuck runs\n");
+    return;
+  }
+  struct table_client *tc = run_table_client(s->runs);
+  int64_t deadline = time_mono_ms() + s->budget_ms;
+  const char *hint = "check AzureWebJobsStorage (the account key), or give the identity "
+                     "the Storage Table Data Contributor role on the account";
+  struct error_info err = {0};
+  char step[160], probe[37];
+  snprintf(step, sizeof step, "run table %s exists (created if missing)",
+           table_client_table(tc));
+  int r = table_client_create_table(tc, deadline, &err);
+  report(t, step, r, err.message, hint);
+  if (r != RESULT_OK)
+    return;
+  if (crypto_uuid4(probe) != RESULT_OK) {
+    report(t, "run table write, read and delete of a probe entity", RESULT_NOMEM,
+           "no random id for the probe", hint);
+    return;
+  }
+  json_t *entity = json_pack("{s:s, s:s, s:b}", "PartitionKey", "handler-check", "RowKey",
+                             probe, "Open", 0);
+  json_t *read = NULL;
+  r = table_client_insert(tc, entity, deadline, NULL, &err);
+  if (r == RESULT_OK)
+    r = table_client_get(tc, "handler-check", probe, deadline, &read, &err);
+  if (r == RESULT_OK)
+    r = table_client_delete(tc, "handler-check", probe, "*", deadline, &err);
+  report(t, "run table write, read and delete of a probe entity", r, err.message, hint);
+  json_decref(entity);
+  json_decref(read);
+}
+
 int check_run(const struct check_subjects *s, FILE *out) {
   struct tally t = {.out = out};
   check_print(out, "settings", RESULT_OK, NULL, NULL);
   check_workspaces(s, &t);
   check_ingestion(s, &t);
+  check_run_table(s, &t);
   fprintf(out, "%s\n", t.failed ? "check: some steps failed" : "check: all steps passed");
   return t.failed;
 }

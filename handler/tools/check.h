@@ -5,7 +5,9 @@
  * watched workspace, a token for ARM, the workspace's discovery, and a read of
  * the run history (aml_client_check); ingestion reachable and accepting our key
  * or token (appinsights_exporter_check), with a test item or, with --dry-run,
- * an item the service refuses by design so nothing is stored.
+ * an item the service refuses by design so nothing is stored; the run table of
+ * the workspace watch (created if missing, then a probe entity written, read
+ * and deleted), or a line saying the watch is off.
  *
  * Threading: single-threaded. */
 #ifndef HANDLER_CHECK_H
@@ -19,6 +21,7 @@
 #include "azure/credential.h"
 #include "core/enricher.h"
 #include "core/exporter.h"
+#include "watch/run_table.h"
 
 struct check_subjects {
   const struct config *config;
@@ -28,6 +31,7 @@ struct check_subjects {
   bool appinsights;              /* the exporter is the App Insights one */
   bool dry_run;
   int budget_ms;
+  struct run_table *runs; /* NULL: no storage account, the watch is off */
 };
 
 /* Prints one line per step to `out`; returns the number of failed steps. */

@@ -17,7 +17,11 @@ than 48 hours). Then it prints:
 2. what App Insights received: counts by type, and the pipeline run's request
    with its steps' dependencies as a timeline;
 3. the upstream economy: token requests, discovery requests, run-history
-   requests, POSTs to ingestion.
+   requests, POSTs to ingestion;
+4. the workspace watch (docs/watch.md), with the run table in Azurite (which
+   scripts/setup installs): a run whose Queued event is two hours old, one tick
+   of the timer function, and the AmlRunStuck it reports, plus the active runs.
+   Skipped, with a line saying so, when Azurite is not installed.
 
 Exits 1 when an event was not accepted, the handler failed, or ingestion
 refused an item. Environment: HANDLER_BIN (default build/handler).
@@ -32,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.e2e.azurite import AZURITE_TABLE, Azurite  # noqa: E402
 from tests.e2e.host_emulator import HandlerStartError, succeeded  # noqa: E402
 from tests.e2e.support import HANDLER_BIN, Bench, duration_ms, iso_ms  # noqa: E402
 
@@ -164,6 +169,49 @@ def economy(stack):
     ]
 
 
+STUCK_EXPERIMENT = "0b6e1d2c-7f3a-4e59-9c1d-5a4b3c2d1e0f"
+
+
+def stuck_run_scene(bench, azurite):
+    """A run queued two hours ago, one watch tick, what it reported. Returns
+    (lines, ok)."""
+    stack = bench.stack
+    ws = stack.workspace
+    run_id = "demo-stuck-" + datetime.datetime.now().strftime("%H%M%S")
+    queued = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)
+    stack.catalog.put_run(ws, {"runId": run_id, "experimentId": STUCK_EXPERIMENT,
+                               "status": "Queued", "runType": "azureml.scriptrun",
+                               "target": "gpu-cluster", "properties": {}, "tags": {}})
+    event = {"id": f"{run_id}-queued", "topic": ws.resource_id,
+             "subject": f"experiments/{STUCK_EXPERIMENT}/runs/{run_id}",
+             "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+             "eventTime": queued.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+             "data": {"experimentId": STUCK_EXPERIMENT, "experimentName": "nightly-train",
+                      "runId": run_id, "runType": "azureml.scriptrun", "runTags": {},
+                      "runProperties": {}, "runStatus": "Queued"},
+             "dataVersion": "2", "metadataVersion": "1"}
+    host = bench.handler("secret", appinsights=True, HANDLER_LOG_LEVEL="info",
+                         AzureWebJobsStorage=azurite.connection_string)
+    delivered = host.invoke("function_app", event)
+    tick = host.invoke_timer("workspace_watch")
+    host.stop()
+    items = stack.ingestion.service.items() + stack.ingestion_alt.service.items()
+    stuck = [i for i in items if i.name == "AmlRunStuck"
+             and i.properties.get("run_id") == run_id]
+    active = {i.properties.get("status"): i.base_data["metrics"][0]["value"]
+              for i in items if i.name == "AmlActiveRuns"}
+    lines = [f"run {run_id} (experiment nightly-train) queued at {event['eventTime']}: "
+             f"its event answered {delivered.status}; one tick of workspace_watch answered "
+             f"{tick.status}: " + "; ".join(tick.body.get("Logs", []))]
+    for item in stuck:
+        p = item.properties
+        lines.append(f"AmlRunStuck  run_id={p['run_id']} stuck_status={p['stuck_status']} "
+                     f"stuck_for={human_ms(float(p['stuck_for_ms']))} "
+                     f"threshold={human_ms(float(p['threshold_ms']))} target={p.get('target')}")
+    lines.append("AmlActiveRuns " + ", ".join(f"{k}={v:g}" for k, v in sorted(active.items())))
+    return lines, len(stuck) == 1 and tick.status == 200
+
+
 def main():
     if not os.access(HANDLER_BIN, os.X_OK):
         print(f"demo: no handler at {HANDLER_BIN}: build it first (scripts/build)",
@@ -205,13 +253,26 @@ def main():
         for line in economy(stack):
             print("    " + line)
 
+        print("\n== The workspace watch: a stuck run\n")
+        watch_ok = True
+        if os.access(AZURITE_TABLE, os.X_OK):
+            azurite = Azurite().start()
+            try:
+                lines, watch_ok = stuck_run_scene(bench, azurite)
+            finally:
+                azurite.close()
+            for line in lines:
+                print("    " + line)
+        else:
+            print(f"    skipped: no Azurite at {AZURITE_TABLE} (scripts/setup installs it)")
+
         refused = [e for p in service.posts() for e in p.errors]
         failures = [r for o in outcomes for r in o.results if not succeeded(r)]
         accepted = sum(o.accepted for o in outcomes)
         print(f"\n{accepted}/{len(outcomes)} events accepted, "
               f"{sum(o.attempts for o in outcomes)} invocations, "
               f"{len(refused)} items refused by ingestion, handler exit code {exit_code}")
-        ok = (exit_code == 0 and accepted == len(outcomes) and not refused
+        ok = (exit_code == 0 and accepted == len(outcomes) and not refused and watch_ok
               and counts.get("customEvents", 0) >= len(bench.events))
         if not ok:
             for failure in failures:

@@ -85,6 +85,7 @@ class FunctionApp:
     arguments: list[str]
     functions: dict[str, str | None]  # function name -> eventGridTrigger binding
     settings: dict[str, str]  # Values of local.settings.json
+    timers: dict[str, dict] = field(default_factory=dict)  # name -> timerTrigger binding
 
 
 @dataclass
@@ -153,6 +154,12 @@ def load_app(app_root, executable=None):
             if (folder / "function.json").is_file()
         },
         settings={name: str(value) for name, value in settings.items()},
+        timers={
+            folder.name: _timer_binding(folder / "function.json")
+            for folder in sorted(root.iterdir())
+            if (folder / "function.json").is_file()
+            and _timer_binding(folder / "function.json")
+        },
     )
 
 
@@ -166,6 +173,38 @@ def _trigger_binding(function_json):
         if binding.get("type", "").lower() == "eventgridtrigger":
             return binding["name"]
     return None
+
+
+def _timer_binding(function_json):
+    for binding in _read_json(function_json).get("bindings", []):
+        if binding.get("type", "").lower() == "timertrigger":
+            return binding
+    return None
+
+
+def resolve_schedule(binding, settings):
+    """The timer's schedule as the host resolves it: `%NAME%` is the app
+    setting NAME (an unresolved name fails the function's indexing)."""
+    schedule = binding.get("schedule", "")
+    match = re.fullmatch(r"%([^%]+)%", schedule)
+    if not match:
+        return schedule
+    if match[1] not in settings:
+        raise ValueError(f"{schedule} does not resolve to a value (app setting missing)")
+    return settings[match[1]]
+
+
+def timer_body(function_name, binding, past_due=False, last=None):
+    """The JSON body the host POSTs for a timerTrigger: Data.<binding> is the
+    TimerInfo object (Schedule, ScheduleStatus, IsPastDue, as the timer
+    extension's TimerInfo serializes), Metadata the sys block."""
+    now = _utc_now()
+    info = {"Schedule": {"AdjustForDST": True},
+            "ScheduleStatus": {"Last": last or now, "Next": now, "LastUpdated": now},
+            "IsPastDue": past_due}
+    return {"Data": {binding["name"]: info},
+            "Metadata": {"sys": {"MethodName": function_name, "UtcNow": now,
+                                 "RandGuid": str(uuid.uuid4())}}}
 
 
 def _expand(argument, variables):
@@ -474,6 +513,18 @@ class HostEmulator:
             "POST", f"/{function_name}", json.dumps(body).encode(),
             headers=invocation_headers(invocation_id or str(uuid.uuid4())),
             framing=framing, timeout=timeout)
+        check_answer(answer)
+        return answer
+
+    def invoke_timer(self, function_name, *, past_due=False, timeout=60.0):
+        """Invokes a timerTrigger function as the host does on its schedule."""
+        binding = self.app.timers.get(function_name)
+        if binding is None:
+            raise ValueError(f"{function_name} is not a function with a timerTrigger")
+        body = timer_body(function_name, binding, past_due)
+        answer = self.request(
+            "POST", f"/{function_name}", json.dumps(body).encode(),
+            headers=invocation_headers(str(uuid.uuid4())), timeout=timeout)
         check_answer(answer)
         return answer
 

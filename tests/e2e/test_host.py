@@ -27,6 +27,7 @@ from tests.e2e.host_emulator import (
     check_answer,
     invocation_body,
     invocation_headers,
+    resolve_schedule,
     load_app,
     parse_record,
 )
@@ -267,7 +268,14 @@ class LifecycleTest(unittest.TestCase):
     def test_function_app_files_name_the_handler(self):
         app = load_app(REPO)
         self.assertEqual(app.executable, REPO / "build" / "handler")
-        self.assertEqual(app.functions, {FUNCTION: "event"})
+        self.assertEqual(app.functions, {FUNCTION: "event", "workspace_watch": None})
+        timer = app.timers["workspace_watch"]
+        self.assertEqual(timer["name"], "timer")
+        self.assertEqual(timer["schedule"], "%HANDLER_WATCH_SCHEDULE%")
+        # The schedule is an app setting the host resolves (changeable without a
+        # rebuild); the example settings carry the default, every 5 minutes.
+        example = json.loads((REPO / "local.settings.json.example").read_text())["Values"]
+        self.assertEqual(resolve_schedule(timer, example), "0 */5 * * * *")
 
     def test_sigterm_when_idle_exits_0(self):
         host = start_handler(self.root)

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "azure/storage_account.h"
 #include "aml/aml_client.h"
 #include "azure/credential.h"
 #include "base/settings.h"
@@ -93,6 +94,9 @@ static void read_everything(struct recording_env *env) {
   struct enricher *aml = NULL;
   if (aml_client_new(NULL, recording_getenv, env, &aml, &err) == RESULT_OK)
     aml->free(aml);
+  struct storage_account *account = NULL;
+  if (storage_account_from_env(recording_getenv, env, &account, &err) == RESULT_OK)
+    storage_account_free(account);
   struct telemetry_options telemetry;
   if (telemetry_options_init(&telemetry, "key", recording_getenv, env, &err) != RESULT_OK)
     fail_msg("telemetry_options_init: %s", err.message);
@@ -104,7 +108,9 @@ static void every_setting_a_module_reads_is_in_the_table(void **state) {
                                      "AZURE_CLIENT_SECRET=s", NULL};
   const char *managed_identity[] = {"IDENTITY_ENDPOINT=http://127.0.0.1:1/token",
                                     "IDENTITY_HEADER=h", NULL};
-  const char *const *cases[] = {nothing, service_principal, managed_identity};
+  const char *storage_by_name[] = {"AzureWebJobsStorage__accountName=acct", NULL};
+  const char *const *cases[] = {nothing, service_principal, managed_identity,
+                                storage_by_name};
   size_t total = 0;
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     struct recording_env env = {.values = cases[c]};
