@@ -33,10 +33,10 @@
 
 #include "aml/aml_client_testing.h"
 #include "base/crypto.h"
-#include "base/deadline.h"
 #include "azure/http_client.h"
 #include "base/jsonx.h"
 #include "base/log.h"
+#include "base/lookup_cache.h"
 #include "base/loopback.h"
 #include "aml/run_details.h"
 #include "base/timeutil.h"
@@ -46,158 +46,6 @@
 #define REASON_FORBIDDEN                                                                 \
   "forbidden (403): the identity needs read access to the workspace, e.g. the AzureML "  \
   "Data Scientist role"
-
-/* ---- single-flight LRU cache of strings -------------------------------------- */
-
-enum entry_state { ENTRY_EMPTY, ENTRY_PENDING, ENTRY_READY, ENTRY_FAILED };
-
-struct cache_entry {
-  enum entry_state state;
-  char *key;   /* lower-cased; owned */
-  char *value; /* READY: owned */
-  int result;  /* FAILED: the leader's outcome, for its waiters */
-  struct error_info error;
-  uint64_t generation; /* set when a leader takes the entry */
-  uint64_t last_used;
-  unsigned waiters; /* > 0: the entry is neither evicted nor re-keyed */
-};
-
-struct cache {
-  pthread_mutex_t lock;
-  pthread_cond_t cond; /* CLOCK_MONOTONIC; broadcast when a lookup ends */
-  struct cache_entry *entries;
-  size_t cap;
-  uint64_t tick;
-};
-
-static int cache_init(struct cache *c, size_t cap) {
-  memset(c, 0, sizeof *c);
-  if (!(c->entries = calloc(cap, sizeof *c->entries)))
-    return RESULT_NOMEM;
-  c->cap = cap;
-  if (deadline_cond_init(&c->cond) != RESULT_OK) {
-    free(c->entries);
-    c->entries = NULL;
-    return RESULT_NOMEM;
-  }
-  pthread_mutex_init(&c->lock, NULL);
-  return RESULT_OK;
-}
-
-static void cache_cleanup(struct cache *c) {
-  if (!c->entries)
-    return;
-  for (size_t i = 0; i < c->cap; i++) {
-    free(c->entries[i].key);
-    free(c->entries[i].value);
-  }
-  free(c->entries);
-  pthread_cond_destroy(&c->cond);
-  pthread_mutex_destroy(&c->lock);
-}
-
-static struct cache_entry *cache_find(struct cache *c, const char *key) {
-  for (size_t i = 0; i < c->cap; i++)
-    if (c->entries[i].state != ENTRY_EMPTY && strcmp(c->entries[i].key, key) == 0)
-      return &c->entries[i];
-  return NULL;
-}
-
-/* An empty slot, else the least recently used settled entry nobody waits on. */
-static struct cache_entry *cache_take_slot(struct cache *c, const char *key) {
-  struct cache_entry *slot = NULL;
-  for (size_t i = 0; i < c->cap; i++) {
-    struct cache_entry *e = &c->entries[i];
-    if (e->state == ENTRY_EMPTY) {
-      slot = e;
-      break;
-    }
-    if (e->state != ENTRY_PENDING && e->waiters == 0 &&
-        (!slot || e->last_used < slot->last_used))
-      slot = e;
-  }
-  if (!slot)
-    return NULL;
-  char *copy = strdup(key);
-  if (!copy)
-    return NULL;
-  free(slot->key);
-  free(slot->value);
-  memset(slot, 0, sizeof *slot);
-  slot->key = copy;
-  return slot;
-}
-
-/* RESULT_OK with *out_value (a malloc'd copy): a hit. RESULT_OK with *out_value
- * NULL: the caller leads the lookup and must call cache_end() with *out_ticket.
- * Otherwise the failure of the lookup this caller waited for, or RESULT_TIMEOUT. */
-static int cache_begin(struct cache *c, const char *key, int64_t deadline_ms,
-                       char **out_value, uint64_t *out_ticket, struct error_info *err) {
-  int result = RESULT_OK;
-  uint64_t waited_for = 0;
-  *out_value = NULL;
-  *out_ticket = 0;
-  pthread_mutex_lock(&c->lock);
-  for (;;) {
-    struct cache_entry *e = cache_find(c, key);
-    if (e && e->state == ENTRY_READY) {
-      e->last_used = ++c->tick;
-      if (!(*out_value = strdup(e->value)))
-        result = RESULT_NOMEM;
-      break;
-    }
-    if (e && e->state == ENTRY_FAILED && waited_for && waited_for == e->generation) {
-      result = e->result;
-      if (err)
-        *err = e->error;
-      break;
-    }
-    if (e && e->state == ENTRY_PENDING) {
-      waited_for = e->generation;
-      e->waiters++;
-      bool signalled = deadline_wait(&c->cond, &c->lock, deadline_ms);
-      e->waiters--;
-      if (!signalled && e->state == ENTRY_PENDING) {
-        result = error_set(err, RESULT_TIMEOUT, "", "timed out waiting for a lookup");
-        break;
-      }
-      continue;
-    }
-    /* Absent, or an earlier lookup failed: this caller leads. Without a free
-     * slot (all pending) it leads uncached. */
-    if (!e)
-      e = cache_take_slot(c, key);
-    if (e) {
-      e->state = ENTRY_PENDING;
-      e->generation = ++c->tick;
-      *out_ticket = e->generation;
-    }
-    break;
-  }
-  pthread_mutex_unlock(&c->lock);
-  return result;
-}
-
-static void cache_end(struct cache *c, const char *key, uint64_t ticket,
-                      const char *value, int result, const struct error_info *err) {
-  pthread_mutex_lock(&c->lock);
-  struct cache_entry *e = ticket ? cache_find(c, key) : NULL;
-  if (e && e->state == ENTRY_PENDING && e->generation == ticket) {
-    e->last_used = ++c->tick;
-    if (result == RESULT_OK && value && (e->value = strdup(value))) {
-      e->state = ENTRY_READY;
-    } else {
-      e->state = ENTRY_FAILED;
-      e->result = result == RESULT_OK ? RESULT_NOMEM : result;
-      if (err)
-        e->error = *err;
-      else
-        memset(&e->error, 0, sizeof e->error);
-    }
-    pthread_cond_broadcast(&c->cond);
-  }
-  pthread_mutex_unlock(&c->lock);
-}
 
 /* ---- the client ---------------------------------------------------------------- */
 
@@ -210,8 +58,8 @@ struct aml_client {
   void *transport_ctx;
   aml_token_fn token_fn;
   void *token_ctx;
-  struct cache workspaces; /* "sub/rg/ws" -> api base URL */
-  struct cache parents;    /* "sub/rg/ws/run" -> trimmed parent Run JSON */
+  struct lookup_cache workspaces; /* "sub/rg/ws" -> api base URL */
+  struct lookup_cache parents;    /* "sub/rg/ws/run" -> trimmed parent Run JSON */
   atomic_uint_fast64_t enrich_calls, discovery_requests, discovery_cache_hits,
       run_requests, parent_lookups, parent_cache_hits, metric_requests,
       permanent_failures, transient_failures;
@@ -486,13 +334,14 @@ static int workspace_api(struct call *call, char **out_api, struct error_info *e
   uint64_t ticket;
   if (!key)
     return RESULT_NOMEM;
-  int result = cache_begin(&c->workspaces, key, call->deadline_ms, out_api, &ticket, err);
+  int result =
+      lookup_cache_begin(&c->workspaces, key, call->deadline_ms, out_api, &ticket, err);
   if (result == RESULT_OK && *out_api) {
     atomic_fetch_add(&c->discovery_cache_hits, 1);
   } else if (result == RESULT_OK) {
     struct error_info local = {0};
     result = discover(call, out_api, &local);
-    cache_end(&c->workspaces, key, ticket, *out_api, result, &local);
+    lookup_cache_end(&c->workspaces, key, ticket, *out_api, result, &local);
     if (err)
       *err = local;
   }
@@ -564,7 +413,7 @@ static void apply_parent(struct call *call, const char *api, struct record *rec)
   json_t *doc = NULL;
   uint64_t ticket;
   int result =
-      key ? cache_begin(&c->parents, key, call->deadline_ms, &value, &ticket, &err)
+      key ? lookup_cache_begin(&c->parents, key, call->deadline_ms, &value, &ticket, &err)
           : RESULT_NOMEM;
   if (result == RESULT_OK && value) {
     atomic_fetch_add(&c->parent_cache_hits, 1);
@@ -573,7 +422,7 @@ static void apply_parent(struct call *call, const char *api, struct record *rec)
     result = get_run(call, api, NULL, parent_id, false, "parent run", &doc, &err);
     if (result == RESULT_OK && !(value = trim_parent(doc)))
       result = RESULT_NOMEM;
-    cache_end(&c->parents, key, ticket, value, result, &err);
+    lookup_cache_end(&c->parents, key, ticket, value, result, &err);
   }
   if (result == RESULT_OK) {
     json_t *parent =
@@ -792,8 +641,8 @@ static void client_free(struct enricher *self) {
   struct aml_client *c = (struct aml_client *)self;
   if (!c)
     return;
-  cache_cleanup(&c->workspaces);
-  cache_cleanup(&c->parents);
+  lookup_cache_cleanup(&c->workspaces);
+  lookup_cache_cleanup(&c->parents);
   free(c->arm);
   free(c->scope);
   free(c);
@@ -841,8 +690,8 @@ int aml_client_new(struct credential *cred, settings_getenv_fn getenv_fn, void *
   if (!(c->scope = arm_scope(c->arm)))
     goto fail;
   log_info("event=aml_client_ready arm=%s scope=%s", c->arm, c->scope);
-  if (cache_init(&c->workspaces, AML_CLIENT_WORKSPACE_CACHE) != RESULT_OK ||
-      cache_init(&c->parents, AML_CLIENT_PARENT_CACHE) != RESULT_OK)
+  if (lookup_cache_init(&c->workspaces, AML_CLIENT_WORKSPACE_CACHE, 0, 0) != RESULT_OK ||
+      lookup_cache_init(&c->parents, AML_CLIENT_PARENT_CACHE, 0, 0) != RESULT_OK)
     goto fail;
   *out = &c->base;
   return RESULT_OK;
