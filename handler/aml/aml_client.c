@@ -39,6 +39,8 @@
 #include "base/lookup_cache.h"
 #include "base/loopback.h"
 #include "aml/run_details.h"
+#include "aml/run_cost.h"
+#include "cost/cost.h"
 #include "base/timeutil.h"
 
 #define ARM_API_VERSION "2024-04-01"
@@ -60,9 +62,11 @@ struct aml_client {
   void *token_ctx;
   struct lookup_cache workspaces; /* "sub/rg/ws" -> api base URL */
   struct lookup_cache parents;    /* "sub/rg/ws/run" -> trimmed parent Run JSON */
+  struct retail_prices *prices;   /* borrowed; NULL: no cost estimate */
+  struct compute_reader computes; /* "sub/rg/ws/name" -> compute_info */
   atomic_uint_fast64_t enrich_calls, discovery_requests, discovery_cache_hits,
       run_requests, parent_lookups, parent_cache_hits, metric_requests,
-      permanent_failures, transient_failures;
+      permanent_failures, transient_failures, step_list_requests;
 };
 
 /* What one enrich() works with: the escaped ids and the bearer header. */
@@ -91,6 +95,12 @@ void aml_client_set_transport_for_test(struct enricher *e, http_transport_fn fn,
   client->transport_ctx = ctx;
 }
 
+void aml_client_enable_cost(struct enricher *e, struct retail_prices *prices) {
+  struct aml_client *client = as_client(e);
+  if (client)
+    client->prices = prices;
+}
+
 void aml_client_set_token_for_test(struct enricher *e, aml_token_fn fn, void *ctx) {
   struct aml_client *client = as_client(e);
   if (!client)
@@ -113,6 +123,9 @@ void aml_client_get_stats(const struct enricher *e, struct aml_client_stats *out
   out->metric_requests = atomic_load(&c->metric_requests);
   out->permanent_failures = atomic_load(&c->permanent_failures);
   out->transient_failures = atomic_load(&c->transient_failures);
+  out->compute_reads = atomic_load(&c->computes.reads);
+  out->compute_cache_hits = atomic_load(&c->computes.cache_hits);
+  out->step_list_requests = atomic_load(&c->step_list_requests);
 }
 
 bool aml_client_url_trusted(const char *url) {
@@ -505,6 +518,56 @@ done:
   free(url);
 }
 
+/* A compute_fetch_fn over the call's token and transport. */
+static int cost_fetch(void *ctx, const char *url, const char *what, json_t **out_doc,
+                      struct error_info *err) {
+  return fetch_json(ctx, "GET", url, NULL, true, what, out_doc, err);
+}
+
+/* The cost estimate of a finished run (run_cost.h). Never fails the event: a
+ * cost that cannot be had is the record's cost_unknown_reason. */
+static int add_cost(struct call *call, const char *api, const json_t *run,
+                    struct record *rec) {
+  struct aml_client *c = call->client;
+  const char *status = record_string(rec, REC_STATUS);
+  if (!c->prices || rec->run_kind == RUN_KIND_NONE || !status ||
+      !run_status_is_terminal(status))
+    return RESULT_OK;
+  /* Like metrics, an extra: at most half the time left, and never long. */
+  struct call sub = *call;
+  int64_t now = time_mono_ms(), left = call->deadline_ms - now;
+  sub.deadline_ms =
+      now + (left / 2 < AML_CLIENT_COST_MAX_MS ? left / 2 : AML_CLIENT_COST_MAX_MS);
+  char *computes =
+      format("%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER "/%s/computes/",
+             c->arm, call->sub, call->rg, call->ws);
+  char *key = lower_key(call->ev->subscription_id, call->ev->resource_group,
+                        call->ev->workspace, "");
+  char *runs = history_url(call, api, "history/v1.0", "/runs/");
+  int r = RESULT_NOMEM;
+  if (computes && key && runs) {
+    struct run_cost_env env = {.prices = c->prices,
+                               .computes = &c->computes,
+                               .fetch = cost_fetch,
+                               .fetch_ctx = &sub,
+                               .compute_url_prefix = computes,
+                               .compute_key_prefix = key,
+                               .runs_url_prefix = runs,
+                               .deadline_ms = sub.deadline_ms,
+                               .step_list_requests = &c->step_list_requests};
+    r = rec->run_kind == RUN_KIND_PIPELINE
+            ? run_cost_of_pipeline(&env, record_string(rec, REC_RUN_ID), rec)
+            : run_cost_of_run(&env, run, rec);
+  }
+  const char *why = record_string(rec, REC_COST_UNKNOWN_REASON);
+  if (why)
+    log_info("event=run_cost_unknown run_id=%s reason=\"%s\"", call->ev->run_id, why);
+  free(computes);
+  free(key);
+  free(runs);
+  return r;
+}
+
 static int get_token(struct call *call, struct error_info *err) {
   struct aml_client *c = call->client;
   char *token = NULL;
@@ -608,7 +671,8 @@ static int enrich(struct enricher *self, const struct aml_event *ev, struct reco
   const char *status = record_string(rec, REC_STATUS);
   if (status && strcmp(status, "Completed") == 0)
     add_metrics(&call, api, rec);
-  result = RESULT_OK;
+  if ((result = add_cost(&call, api, run, rec)) != RESULT_OK)
+    goto done;
 
 done:
   if (result == RESULT_OK) {
@@ -643,6 +707,7 @@ static void client_free(struct enricher *self) {
     return;
   lookup_cache_cleanup(&c->workspaces);
   lookup_cache_cleanup(&c->parents);
+  compute_reader_cleanup(&c->computes);
   free(c->arm);
   free(c->scope);
   free(c);
@@ -691,7 +756,8 @@ int aml_client_new(struct credential *cred, settings_getenv_fn getenv_fn, void *
     goto fail;
   log_info("event=aml_client_ready arm=%s scope=%s", c->arm, c->scope);
   if (lookup_cache_init(&c->workspaces, AML_CLIENT_WORKSPACE_CACHE, 0, 0) != RESULT_OK ||
-      lookup_cache_init(&c->parents, AML_CLIENT_PARENT_CACHE, 0, 0) != RESULT_OK)
+      lookup_cache_init(&c->parents, AML_CLIENT_PARENT_CACHE, 0, 0) != RESULT_OK ||
+      compute_reader_init(&c->computes) != RESULT_OK)
     goto fail;
   *out = &c->base;
   return RESULT_OK;

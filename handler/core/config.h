@@ -59,6 +59,8 @@ struct config {
 
   int log_level;            /* HANDLER_LOG_LEVEL, default info */
   int invocation_budget_ms; /* HANDLER_INVOCATION_BUDGET_MS, default 20000 */
+  bool cost; /* HANDLER_COST: on (default) or off; the Retail Prices API endpoint
+              * (HANDLER_RETAIL_PRICES_ENDPOINT) is read by cost/retail_prices */
 };
 
 HANDLER_NODISCARD int config_load(struct config *out, settings_getenv_fn getenv_fn,

@@ -6,9 +6,12 @@
  *     string property, durations and the run's logged metrics as measurements;
  *   - for a terminal run (Completed, Failed, Canceled): customMetrics
  *     (MetricData, one Measurement point each) for the run duration
- *     ("AmlRunDurationMs") and queue time ("AmlRunQueueTimeMs"), with the
+ *     ("AmlRunDurationMs"), queue time ("AmlRunQueueTimeMs") and, for a step
+ *     or a run outside any pipeline with a cost estimate, its cost
+ *     ("AmlRunCostUsd"; a pipeline's cost is the sum of its steps'), with the
  *     dimensions experiment, run_type, step_type, status, compute_target;
- *     a request (RequestData)
+ *     the cost fields (cost_estimate_usd, ...) are properties and measurements
+ *     of the event, request and dependency; a request (RequestData)
  *     for a pipeline run or a run outside any pipeline, a dependency
  *     (RemoteDependencyData) for a pipeline step, correlated by operation id
  *     (telemetry_operation_id of the pipeline run id) and parent id
