@@ -11,6 +11,7 @@
  * counts itself in `running`; retail_prices_free() waits for that to drop to
  * zero. Counters are atomics. */
 #include "cost/retail_prices.h"
+#include "cost/retail_prices_testing.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "azure/http_client.h"
 #include "base/log.h"
 #include "base/loopback.h"
 #include "base/lookup_cache.h"
@@ -33,7 +35,7 @@
 struct retail_prices {
   char *endpoint; /* without trailing slash */
   struct lookup_cache cache;
-  retail_prices_transport_fn transport;
+  http_transport_fn transport;
   void *transport_ctx;
   pthread_mutex_t lock;
   pthread_cond_t idle; /* signalled when `running` drops */
@@ -415,8 +417,8 @@ void retail_prices_get_stats(struct retail_prices *p, struct retail_prices_stats
   out->failures = atomic_load(&p->failures);
 }
 
-void retail_prices_set_transport_for_test(struct retail_prices *p,
-                                          retail_prices_transport_fn fn, void *ctx) {
+void retail_prices_set_transport_for_test(struct retail_prices *p, http_transport_fn fn,
+                                          void *ctx) {
   p->transport = fn;
   p->transport_ctx = ctx;
 }

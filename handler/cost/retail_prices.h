@@ -29,8 +29,8 @@
  *
  * Ownership: retail_prices_new() returns a heap object freed by
  * retail_prices_free(), which waits for lookups still running (each ends by its
- * own deadline). Threading: every function but new/free and the test hook is
- * thread-safe. */
+ * own deadline). Threading: every function but new/free is thread-safe. Test
+ * hooks: retail_prices_testing.h. */
 #ifndef HANDLER_RETAIL_PRICES_H
 #define HANDLER_RETAIL_PRICES_H
 
@@ -38,7 +38,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "azure/http_client.h"
 #include "base/jsonx.h"
 #include "base/result.h"
 #include "base/settings.h"
@@ -111,13 +110,5 @@ void retail_prices_scan(const json_t *page, const struct price_query *query,
 /* The filter of a lookup (malloc'd, not escaped), or NULL when region or size
  * hold characters a region or VM size never has (or no memory). */
 char *retail_prices_filter(const struct price_query *query);
-
-/* Test hook: replaces http_client_send_retry() (NULL restores it). Set before
- * any lookup. */
-typedef int (*retail_prices_transport_fn)(void *ctx, const struct http_request *request,
-                                          struct http_response *out,
-                                          struct error_info *err);
-void retail_prices_set_transport_for_test(struct retail_prices *prices,
-                                          retail_prices_transport_fn fn, void *ctx);
 
 #endif
