@@ -129,11 +129,12 @@ static bool placement(const struct run_cost_env *env, const json_t *run,
   if ((target && !strcasecmp(target, "local")) || (type && !strcasecmp(type, "local")))
     return unknown(out, "a local run uses no Azure compute");
 
-  if (!target || !*target || !strcasecmp(target, "serverless") ||
+  const char *size = jsonx_string_ci(compute, "vmSize");
+  if (!size || !*size)
+    size = jsonx_string_ci(compute, "instanceType");
+  bool unnamed = !target || !*target;
+  if ((unnamed && size && *size) || (target && !strcasecmp(target, "serverless")) ||
       (type && contains_ci(type, "serverless"))) {
-    const char *size = jsonx_string_ci(compute, "vmSize");
-    if (!size || !*size)
-      size = jsonx_string_ci(compute, "instanceType");
     const char *where = jsonx_string_ci(compute, "region");
     const char *priority = jsonx_string_ci(compute, "priority");
     if (!size || !*size)
@@ -149,6 +150,8 @@ static bool placement(const struct run_cost_env *env, const json_t *run,
     return true;
   }
 
+  if (unnamed)
+    return unknown(out, "the run names no compute target");
   struct compute_info info;
   if (!named_compute(env, target, &info, out))
     return false;
@@ -193,10 +196,16 @@ static bool price_run(const struct run_cost_env *env, const json_t *run,
   return out->known || unknown(out, "the estimate is not a number");
 }
 
+static bool is_pipeline(const json_t *run);
+
 int run_cost_of_run(const struct run_cost_env *env, const json_t *run,
                     struct record *rec) {
   struct priced p;
   double exec_ms = 0;
+  /* A pipeline inside a pipeline runs nothing itself; its steps carry the cost,
+   * and a sum here would count them twice. */
+  if (is_pipeline(run))
+    return cost_set_unknown(rec, "a nested pipeline: its steps carry the cost");
   if (!price_run(env, run, &p))
     return cost_set_unknown(rec, p.reason);
   if (p.no_compute)

@@ -24,7 +24,9 @@
  *   - a reused pipeline step (properties azureml.isreused = true) used no
  *     compute: cost 0;
  *   - a pipeline: the sum over its steps when every step that ran is priced,
- *     else left out, naming how many steps lack a price and why the first does.
+ *     else left out, naming how many steps lack a price and why the first does;
+ *     a pipeline inside a pipeline is left out (its steps count in the outer
+ *     pipeline's sum and carry their own cost).
  * Nothing here fails an invocation: every failure becomes the reason.
  *
  * Threading: thread-safe (the readers and the price cache have their own

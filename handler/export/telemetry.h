@@ -3,15 +3,16 @@
  * telemetry_envelopes() appends to a JSON array the envelopes one record
  * becomes (docs/queries.md, "What the handler sends"):
  *   - a customEvent (EventData) named after the record, every set field as a
- *     string property, durations and the run's logged metrics as measurements;
+ *     string property, durations, the cost estimate's numbers and the run's
+ *     logged metrics as measurements (requests and dependencies carry the same
+ *     properties and measurements);
  *   - for a terminal run (Completed, Failed, Canceled): customMetrics
  *     (MetricData, one Measurement point each) for the run duration
  *     ("AmlRunDurationMs"), queue time ("AmlRunQueueTimeMs") and, for a step
  *     or a run outside any pipeline with a cost estimate, its cost
  *     ("AmlRunCostUsd"; a pipeline's cost is the sum of its steps'), with the
  *     dimensions experiment, run_type, step_type, status, compute_target;
- *     the cost fields (cost_estimate_usd, ...) are properties and measurements
- *     of the event, request and dependency; a request (RequestData)
+ *     a request (RequestData)
  *     for a pipeline run or a run outside any pipeline, a dependency
  *     (RemoteDependencyData) for a pipeline step, correlated by operation id
  *     (telemetry_operation_id of the pipeline run id) and parent id

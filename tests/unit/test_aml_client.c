@@ -3,6 +3,7 @@
  * (single-flight under 16 threads), the failure policy (404/403/401/refused
  * credential -> RESULT_OK with a reason; 503/timeouts -> transient) and metrics. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -902,9 +903,12 @@ static void unpriced_targets_say_why(void **state) {
       {"gone", "\"compute\":{\"instanceCount\":1}", NULL, "could not be read"},
       {"serverless", "\"compute\":{\"instanceCount\":1,\"vmSize\":\"STANDARD_D4S_V3\"}",
        NULL, "names no region"},
+      {"", NULL, NULL, "names no compute target"},
+      {"cpu", "\"runType\":\"azureml.PipelineRun\"", NULL, "nested pipeline"},
   };
-  char urls[6][256], *docs[6];
-  for (size_t i = 0; i < 6; i++) {
+  enum { N = sizeof cases / sizeof *cases };
+  char urls[N][256], *docs[N];
+  for (size_t i = 0; i < N; i++) {
     char id[32];
     snprintf(id, sizeof id, "run-%zu", i);
     docs[i] = run_doc(id, cases[i].target, "2024-05-14T09:00:00Z", "2024-05-14T10:00:00Z",
@@ -915,10 +919,13 @@ static void unpriced_targets_say_why(void **state) {
   route("GET", COMPUTES "k8s?api-version=2024-04-01", 200, cases[0].compute);
   route("GET", COMPUTES "win?api-version=2024-04-01", 200, cases[2].compute);
   route("GET", COMPUTES "nonodes?api-version=2024-04-01", 200, cases[3].compute);
-  for (size_t i = 0; i < 6; i++) {
+  for (size_t i = 0; i < N; i++) {
     char id[32];
     snprintf(id, sizeof id, "run-%zu", i);
-    struct aml_event ev = run_event(id, "Completed", RUN_KIND_PLAIN);
+    /* The nested pipeline is a step of an outer pipeline. */
+    bool nested = strstr(cases[i].expect, "nested") != NULL;
+    struct aml_event ev =
+        run_event(id, "Completed", nested ? RUN_KIND_STEP : RUN_KIND_PLAIN);
     struct record rec;
     struct error_info err = {0};
     assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
@@ -931,6 +938,34 @@ static void unpriced_targets_say_why(void **state) {
     free(docs[i]);
   }
   assert_int_equal(count_sent(PRICE_URL), 0); /* never guessed, never asked */
+  client->free(client);
+  *state = NULL;
+  retail_prices_free(prices);
+}
+
+static void serverless_run_priced_from_its_own_compute(void **state) {
+  struct enricher *client = *state;
+  struct retail_prices *prices = cost_on(client);
+  discovery_routes();
+  char *doc =
+      run_doc("run-1", "serverless", "2024-05-14T09:00:00Z", "2024-05-14T09:30:00Z",
+              "\"compute\":{\"instanceCount\":4,\"instanceType\":"
+              "\"STANDARD_D4S_V3\",\"region\":\"eastus\",\"priority\":\"Spot\"}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 200, doc);
+  route("GET", PRICE_URL, 200, PRICE_PAGE);
+  struct aml_event ev = run_event("run-1", "Canceled", RUN_KIND_PLAIN);
+  struct record rec;
+  struct error_info err = {0};
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_field(&rec, REC_VM_SIZE, "STANDARD_D4S_V3");
+  assert_field(&rec, REC_VM_PRIORITY, "LowPriority");
+  /* No compute resource to read; the low-priority price, 4 nodes, half an hour. */
+  assert_float_equal(number_of(&rec, REC_COST_ESTIMATE_USD), 0.0384 * 4 * 0.5, 1e-12);
+  struct aml_client_stats stats;
+  aml_client_get_stats(client, &stats);
+  assert_int_equal(stats.compute_reads, 0);
+  record_cleanup(&rec);
+  free(doc);
   client->free(client);
   *state = NULL;
   retail_prices_free(prices);
@@ -962,6 +997,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(prices_down_leaves_the_cost_out, setup, teardown),
       cmocka_unit_test_setup_teardown(unpriced_targets_say_why, setup, teardown),
+      cmocka_unit_test_setup_teardown(serverless_run_priced_from_its_own_compute, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
