@@ -60,10 +60,11 @@ struct aml_client {
   void *transport_ctx;
   aml_token_fn token_fn;
   void *token_ctx;
-  struct lookup_cache workspaces; /* "sub/rg/ws" -> api base URL */
-  struct lookup_cache parents;    /* "sub/rg/ws/run" -> trimmed parent Run JSON */
-  struct retail_prices *prices;   /* borrowed; NULL: no cost estimate */
-  struct compute_reader computes; /* "sub/rg/ws/name" -> compute_info */
+  struct lookup_cache workspaces;    /* "sub/rg/ws" -> api base URL */
+  struct lookup_cache parents;       /* "sub/rg/ws/run" -> trimmed parent Run JSON */
+  struct retail_prices *prices;      /* borrowed; NULL: no cost estimate */
+  struct compute_reader computes;    /* "sub/rg/ws/name" -> compute_info */
+  struct lookup_cache pipeline_sums; /* "sub/rg/ws/runid" -> pipeline cost */
   atomic_uint_fast64_t enrich_calls, discovery_requests, discovery_cache_hits,
       run_requests, parent_lookups, parent_cache_hits, metric_requests,
       permanent_failures, transient_failures, step_list_requests;
@@ -554,7 +555,8 @@ static int add_cost(struct call *call, const char *api, const json_t *run,
                                .compute_key_prefix = key,
                                .runs_url_prefix = runs,
                                .deadline_ms = sub.deadline_ms,
-                               .step_list_requests = &c->step_list_requests};
+                               .step_list_requests = &c->step_list_requests,
+                               .pipeline_sums = &c->pipeline_sums};
     r = rec->run_kind == RUN_KIND_PIPELINE
             ? run_cost_of_pipeline(&env, record_string(rec, REC_RUN_ID), rec)
             : run_cost_of_run(&env, run, rec);
@@ -708,6 +710,7 @@ static void client_free(struct enricher *self) {
   lookup_cache_cleanup(&c->workspaces);
   lookup_cache_cleanup(&c->parents);
   compute_reader_cleanup(&c->computes);
+  lookup_cache_cleanup(&c->pipeline_sums);
   free(c->arm);
   free(c->scope);
   free(c);
@@ -757,7 +760,9 @@ int aml_client_new(struct credential *cred, settings_getenv_fn getenv_fn, void *
   log_info("event=aml_client_ready arm=%s scope=%s", c->arm, c->scope);
   if (lookup_cache_init(&c->workspaces, AML_CLIENT_WORKSPACE_CACHE, 0, 0) != RESULT_OK ||
       lookup_cache_init(&c->parents, AML_CLIENT_PARENT_CACHE, 0, 0) != RESULT_OK ||
-      compute_reader_init(&c->computes) != RESULT_OK)
+      compute_reader_init(&c->computes) != RESULT_OK ||
+      lookup_cache_init(&c->pipeline_sums, RUN_COST_PIPELINE_CACHE,
+                        RUN_COST_PIPELINE_TTL_MS, 0) != RESULT_OK)
     goto fail;
   *out = &c->base;
   return RESULT_OK;

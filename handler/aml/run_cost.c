@@ -318,23 +318,66 @@ static void walk(const struct run_cost_env *env, const char *run_id, int depth,
   free(id);
 }
 
-int run_cost_of_pipeline(const struct run_cost_env *env, const char *run_id,
-                         struct record *rec) {
+/* The pipeline's sum, or why there is none (in `why`). */
+static bool pipeline_total(const struct run_cost_env *env, const char *run_id,
+                           double *out_usd, char *why, size_t why_size) {
   struct pipeline_sum sum = {0};
-  char reason[400];
   walk(env, run_id, 0, &sum);
   if (sum.failed)
-    return cost_set_unknown(rec, sum.first_reason);
-  if (sum.steps >= RUN_COST_MAX_STEPS)
-    return cost_set_unknown(rec, "the pipeline has more steps than are read");
-  if (sum.steps == 0)
-    return cost_set_unknown(rec, "the pipeline's step list is empty");
-  if (sum.unpriced > 0) {
-    snprintf(reason, sizeof reason, "%u of %u steps have no cost estimate (%.320s)",
-             sum.unpriced, sum.steps, sum.first_reason);
-    return cost_set_unknown(rec, reason);
+    snprintf(why, why_size, "%s", sum.first_reason);
+  else if (sum.steps >= RUN_COST_MAX_STEPS)
+    snprintf(why, why_size, "the pipeline has more steps than are read");
+  else if (sum.steps == 0)
+    snprintf(why, why_size, "the pipeline's step list is empty");
+  else if (sum.unpriced > 0)
+    snprintf(why, why_size, "%u of %u steps have no cost estimate (%.320s)", sum.unpriced,
+             sum.steps, sum.first_reason);
+  else {
+    log_debug("event=pipeline_cost run_id=%s steps=%u priced=%u usd=%.6f", run_id,
+              sum.steps, sum.priced, sum.usd);
+    *out_usd = sum.usd;
+    return true;
   }
-  log_debug("event=pipeline_cost run_id=%s steps=%u priced=%u usd=%.6f", run_id,
-            sum.steps, sum.priced, sum.usd);
-  return cost_apply_total(rec, sum.usd);
+  return false;
+}
+
+int run_cost_of_pipeline(const struct run_cost_env *env, const char *run_id,
+                         struct record *rec) {
+  char why[400] = "", *key = NULL, *value = NULL;
+  uint64_t ticket = 0;
+  struct error_info err = {0};
+  double usd = 0;
+  /* A pipeline's end comes as two events (RunStatusChanged, RunCompleted), often
+   * at once: one step-list read serves both. */
+  if (env->pipeline_sums) {
+    size_t n = strlen(env->compute_key_prefix) + strlen(run_id) + 1;
+    if (!(key = malloc(n)))
+      return RESULT_NOMEM;
+    snprintf(key, n, "%s%s", env->compute_key_prefix, run_id);
+    for (char *k = key; *k; k++)
+      *k = (char)tolower((unsigned char)*k);
+    int r = lookup_cache_begin(env->pipeline_sums, key, env->deadline_ms, &value, &ticket,
+                               &err);
+    if (r == RESULT_OK && value) {
+      usd = strtod(value, NULL);
+      free(value);
+      free(key);
+      return cost_apply_total(rec, usd);
+    }
+    if (r != RESULT_OK) {
+      free(key);
+      return cost_set_unknown(rec, err.message[0] ? err.message : result_str(r));
+    }
+  }
+  bool known = pipeline_total(env, run_id, &usd, why, sizeof why);
+  if (key) {
+    char text[40];
+    snprintf(text, sizeof text, "%.17g", usd);
+    /* Only a sum is kept: a reason may pass (a price still being looked up). */
+    error_set(&err, RESULT_PERMANENT, "", "%s", why);
+    lookup_cache_end(env->pipeline_sums, key, ticket, known ? text : NULL,
+                     known ? RESULT_OK : RESULT_PERMANENT, &err);
+    free(key);
+  }
+  return known ? cost_apply_total(rec, usd) : cost_set_unknown(rec, why);
 }

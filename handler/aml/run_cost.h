@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "aml/compute.h"
+#include "base/lookup_cache.h"
 #include "base/jsonx.h"
 #include "core/record.h"
 #include "cost/retail_prices.h"
@@ -56,7 +57,14 @@ struct run_cost_env {
   const char *runs_url_prefix;    /* "{api}/history/v1.0/.../workspaces/{ws}/runs/" */
   int64_t deadline_ms;
   atomic_uint_fast64_t *step_list_requests; /* counter, may be NULL */
+  /* Pipeline sums by "sub/rg/ws/runid", may be NULL: concurrent and repeated
+   * terminal events of one pipeline share one step-list read. */
+  struct lookup_cache *pipeline_sums;
 };
+
+/* Pipeline sums are kept this long (the events of a pipeline's end). */
+#define RUN_COST_PIPELINE_TTL_MS (10 * 60 * 1000LL)
+#define RUN_COST_PIPELINE_CACHE 64
 
 /* Sets the cost fields of `rec` (a finished step or plain run) from its Run
  * document `run`, or cost_unknown_reason. RESULT_OK or RESULT_NOMEM. */

@@ -852,6 +852,14 @@ static void pipeline_carries_the_sum_of_its_steps(void **state) {
   aml_client_get_stats(client, &stats);
   assert_int_equal(stats.step_list_requests, 2);
   record_cleanup(&rec);
+
+  /* The pipeline's second terminal event (RunCompleted) reuses the sum. */
+  ev.type = AML_EVENT_RUN_COMPLETED;
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_float_equal(number_of(&rec, REC_COST_ESTIMATE_USD), 0.192 + 0.0384, 1e-12);
+  aml_client_get_stats(client, &stats);
+  assert_int_equal(stats.step_list_requests, 2);
+  record_cleanup(&rec);
   client->free(client);
   *state = NULL;
   retail_prices_free(prices);
