@@ -91,7 +91,7 @@ static const char check_usage[] =
     "Validates the settings as the handler would use them, one line per step:\n"
     "the settings parse, an Entra ID token for ARM, each watched workspace's\n"
     "discovery, a run history read (a run id that cannot exist: 404 means the\n"
-    "identity may read runs), and ingestion.\n"
+    "identity may read runs), the Retail Prices API (cost estimate), and ingestion.\n"
     "\n"
     "  --dry-run   send ingestion an item it refuses by design (nothing is stored)\n"
     "              instead of a test event named AmlHandlerCheck\n";
@@ -397,6 +397,7 @@ static int check(int argc, char **argv) {
   struct check_subjects subjects = {.config = &rt.cfg,
                                     .credential = rt.credential,
                                     .aml = rt.enricher,
+                                    .prices = rt.prices,
                                     .exporter = rt.exporter,
                                     .appinsights = appinsights_exporter_is(rt.exporter),
                                     .dry_run = dry_run,

@@ -275,6 +275,25 @@ done:
   return r;
 }
 
+int retail_prices_check(struct retail_prices *p, int64_t deadline_ms,
+                        struct error_info *err) {
+  struct price_query q = {"eastus", "Standard_D2s_v3", false};
+  char *filter = retail_prices_filter(&q);
+  char *escaped = filter ? http_client_escape(filter) : NULL, *url = NULL;
+  json_t *page = NULL;
+  int r = error_set(err, RESULT_NOMEM, "", "out of memory");
+  size_t n = escaped ? strlen(p->endpoint) + strlen(escaped) + 32 : 0;
+  if (escaped && (url = malloc(n))) {
+    snprintf(url, n, "%s/api/retail/prices?$filter=%s", p->endpoint, escaped);
+    r = get_page(p, url, deadline_ms, &page, err);
+  }
+  json_decref(page);
+  free(filter);
+  free(escaped);
+  free(url);
+  return r;
+}
+
 /* ---- the cache and the lookup threads ------------------------------------------ */
 
 struct job {

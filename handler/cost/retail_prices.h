@@ -92,6 +92,11 @@ HANDLER_NODISCARD int retail_prices_hourly(struct retail_prices *prices,
                                            int64_t deadline_ms, double *out_usd,
                                            struct error_info *err);
 
+/* For `handler check`: one page of a lookup (Standard_D2s_v3 in eastus), not
+ * cached; RESULT_OK when the API answers a prices page. */
+int retail_prices_check(struct retail_prices *prices, int64_t deadline_ms,
+                        struct error_info *err);
+
 void retail_prices_get_stats(struct retail_prices *prices,
                              struct retail_prices_stats *out);
 
