@@ -55,13 +55,15 @@ struct compute_reader {
   atomic_uint_fast64_t reads, cache_hits;
 };
 
-int compute_reader_init(struct compute_reader *reader);
+HANDLER_NODISCARD int compute_reader_init(struct compute_reader *reader);
 void compute_reader_cleanup(struct compute_reader *reader);
 
 /* The compute `key` (lower-cased "sub/rg/ws/name") from the cache, or read from
  * `url` through `fetch`. RESULT_OK with *out; otherwise the reason in err. */
-int compute_reader_get(struct compute_reader *reader, const char *key, const char *url,
-                       int64_t deadline_ms, compute_fetch_fn fetch, void *ctx,
-                       struct compute_info *out, struct error_info *err);
+HANDLER_NODISCARD int compute_reader_get(struct compute_reader *reader, const char *key,
+                                         const char *url, int64_t deadline_ms,
+                                         compute_fetch_fn fetch, void *ctx,
+                                         struct compute_info *out,
+                                         struct error_info *err);
 
 #endif

@@ -68,12 +68,12 @@ struct run_cost_env {
 
 /* Sets the cost fields of `rec` (a finished step or plain run) from its Run
  * document `run`, or cost_unknown_reason. RESULT_OK or RESULT_NOMEM. */
-int run_cost_of_run(const struct run_cost_env *env, const json_t *run,
-                    struct record *rec);
+HANDLER_NODISCARD int run_cost_of_run(const struct run_cost_env *env, const json_t *run,
+                                      struct record *rec);
 
 /* Sets cost_estimate_usd of `rec` (a finished pipeline run `run_id`) to the sum
  * over its steps, or cost_unknown_reason. RESULT_OK or RESULT_NOMEM. */
-int run_cost_of_pipeline(const struct run_cost_env *env, const char *run_id,
-                         struct record *rec);
+HANDLER_NODISCARD int run_cost_of_pipeline(const struct run_cost_env *env,
+                                           const char *run_id, struct record *rec);
 
 #endif

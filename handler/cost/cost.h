@@ -29,14 +29,15 @@ double cost_usd(double price_per_hour_usd, double node_count, double execution_m
 /* Sets vm_size, vm_priority, node_count, cost_price_per_hour_usd and
  * cost_estimate_usd, and clears cost_unknown_reason. RESULT_OK or
  * RESULT_NOMEM. */
-int cost_apply(struct record *rec, const struct cost_estimate *estimate);
+HANDLER_NODISCARD int cost_apply(struct record *rec,
+                                 const struct cost_estimate *estimate);
 
 /* A pipeline's cost, the sum over its steps: sets cost_estimate_usd only (a
  * pipeline has no one VM size). RESULT_OK. */
-int cost_apply_total(struct record *rec, double total_usd);
+HANDLER_NODISCARD int cost_apply_total(struct record *rec, double total_usd);
 
 /* Leaves every cost key out and says why in cost_unknown_reason. RESULT_OK or
  * RESULT_NOMEM. */
-int cost_set_unknown(struct record *rec, const char *reason);
+HANDLER_NODISCARD int cost_set_unknown(struct record *rec, const char *reason);
 
 #endif

@@ -6,7 +6,7 @@
  * "region|size|dedicated" (or "|low") in lower case.
  *
  * Invariants: a NextPageLink is followed only to the endpoint's own scheme,
- * host and port (the real API writes ":443" into it); no credential is ever
+ * host and port (a link may spell out the default port, ":443"); no credential is ever
  * sent (the API is public). Threading: a lookup runs on a detached thread that
  * counts itself in `running`; retail_prices_free() waits for that to drop to
  * zero. Counters are atomics. */

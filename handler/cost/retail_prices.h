@@ -94,8 +94,8 @@ HANDLER_NODISCARD int retail_prices_hourly(struct retail_prices *prices,
 
 /* For `handler check`: one page of a lookup (Standard_D2s_v3 in eastus), not
  * cached; RESULT_OK when the API answers a prices page. */
-int retail_prices_check(struct retail_prices *prices, int64_t deadline_ms,
-                        struct error_info *err);
+HANDLER_NODISCARD int retail_prices_check(struct retail_prices *prices,
+                                          int64_t deadline_ms, struct error_info *err);
 
 void retail_prices_get_stats(struct retail_prices *prices,
                              struct retail_prices_stats *out);
@@ -114,6 +114,6 @@ void retail_prices_scan(const json_t *page, const struct price_query *query,
 
 /* The filter of a lookup (malloc'd, not escaped), or NULL when region or size
  * hold characters a region or VM size never has (or no memory). */
-char *retail_prices_filter(const struct price_query *query);
+HANDLER_NODISCARD char *retail_prices_filter(const struct price_query *query);
 
 #endif
