@@ -522,7 +522,7 @@ done:
 /* A compute_fetch_fn over the call's token and transport. */
 static int cost_fetch(void *ctx, const char *url, const char *what, json_t **out_doc,
                       struct error_info *err) {
-  return fetch_json(ctx, "GET", url, NULL, true, what, out_doc, err);
+  return fetch_json(ctx, "GET", url, NULL, true, what, NULL, out_doc, err);
 }
 
 /* The cost estimate of a finished run (run_cost.h). Never fails the event: a

@@ -1,12 +1,13 @@
 /* The cost of a finished AML run: which VM, how many nodes, what price.
  *
  * For a run (a step or a run outside any pipeline) the Run document says where
- * it ran and on how many nodes; a named compute is read through ARM
- * (compute.h), serverless compute is described by the Run itself; the price is
- * the Retail Prices API's (cost/retail_prices.h) and the arithmetic cost.h's.
- * For a pipeline the step list is read once (`GET {P}/runs/{id}/children`,
- * paged, nested pipelines followed two levels down, at most RUN_COST_MAX_STEPS
- * steps) and the pipeline's cost is the sum of its steps' costs.
+ * it ran and on how many nodes (the members it reads are in
+ * run_details_select, which the AML client parses the Run with); a named compute is read
+ * through ARM (compute.h), serverless compute is described by the Run itself; the price
+ * is the Retail Prices API's (cost/retail_prices.h) and the arithmetic cost.h's. For a
+ * pipeline the step list is read once (`GET {P}/runs/{id}/children`, paged, nested
+ * pipelines followed two levels down, at most RUN_COST_MAX_STEPS steps) and the
+ * pipeline's cost is the sum of its steps' costs.
  *
  * What is priced, and what is left out with a reason in cost_unknown_reason
  * (docs/records.md "Cost"):
