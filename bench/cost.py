@@ -15,8 +15,9 @@ size is PAGES_PER_LOOKUP pages), AML step-list pages.
 Latency: the median and p95 of the invocation round trip (host emulator to
 handler and back) with HANDLER_COST=on and =off, same events, same stand-ins;
 wall-clock on a shared machine, so indicative only. Instructions
-(--callgrind): the handler under callgrind for SMALL and LARGE events, cost on
-and off; (I(LARGE) - I(SMALL)) / (LARGE - SMALL) is the per-event figure with
+(--callgrind): the handler under callgrind for SMALL and LARGE step events
+delivered one at a time (so connection reuse is the same in every run), cost
+on and off; (I(LARGE) - I(SMALL)) / (LARGE - SMALL) is the per-event figure with
 start-up and shutdown cancelled out, and on - off is what the estimate adds.
 Everything listens on 127.0.0.1; every process started is stopped.
 """
@@ -107,12 +108,12 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
-def deliver_timed(host, events):
+def deliver_timed(host, events, concurrency=16):
     latencies = []
-    for start in range(0, len(events), 16):
-        batch = events[start:start + 16]
+    for start in range(0, len(events), concurrency):
+        batch = events[start:start + concurrency]
         t0 = time.monotonic()
-        delivery = host.deliver(batch, concurrency=16)
+        delivery = host.deliver(batch, concurrency=concurrency)
         elapsed = (time.monotonic() - t0) * 1000 / len(batch)
         if delivery.status != 202:
             raise SystemExit(f"delivery failed: {delivery.results[:2]}")
@@ -120,11 +121,11 @@ def deliver_timed(host, events):
     return latencies
 
 
-def run(stack, root, env, events, executable=HANDLER, timeout=30.0):
+def run(stack, root, env, events, executable=HANDLER, timeout=30.0, concurrency=16):
     host = HostEmulator(root, executable=executable, env=env, startup_timeout=timeout)
     host.start()
     try:
-        latencies = deliver_timed(host, events)
+        latencies = deliver_timed(host, events, concurrency)
     finally:
         code = host.stop(timeout=300)
     if code != 0:
@@ -138,7 +139,9 @@ def callgrind(stack, root, env, events, n, tag, out):
     wrapper.write_text(f"#!/bin/sh\nexec valgrind --tool=callgrind "
                        f"--callgrind-out-file={outfile} {HANDLER} \"$@\"\n")
     wrapper.chmod(0o755)
-    run(stack, root, env, events[:n], executable=wrapper, timeout=180.0)
+    # One at a time: connection reuse, and so TLS handshakes, do not vary
+    # between the runs compared.
+    run(stack, root, env, events[:n], executable=wrapper, timeout=180.0, concurrency=1)
     total = subprocess.run(["callgrind_annotate", "--threshold=100", str(outfile)],
                            capture_output=True, text=True).stdout
     for line in total.splitlines():
