@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "aml/aml_client.h"
+#include "cost/retail_prices.h"
 #include "export/appinsights.h"
 #include "tools/check.h"
 #include "core/config.h"
@@ -45,6 +46,7 @@ struct runtime {
   struct config cfg;
   struct credential *credential; /* NULL: no Azure credential configured */
   struct enricher *enricher;     /* the AML client, when there is a credential */
+  struct retail_prices *prices;  /* the cost estimate's prices (HANDLER_COST=on) */
   struct exporter *exporter;
   struct pipeline *pipeline;
   struct run_table *runs;        /* NULL: no storage account, the watch is off */
@@ -96,7 +98,7 @@ static const char check_usage[] =
     "Validates the settings as the handler would use them, one line per step:\n"
     "the settings parse, an Entra ID token for ARM, each watched workspace's\n"
     "discovery, a run history read (a run id that cannot exist: 404 means the\n"
-    "identity may read runs), and ingestion.\n"
+    "identity may read runs), the Retail Prices API (cost estimate), and ingestion.\n"
     "\n"
     "  --dry-run   send ingestion an item it refuses by design (nothing is stored)\n"
     "              instead of a test event named AmlHandlerCheck\n";
@@ -114,6 +116,7 @@ static void runtime_close(struct runtime *rt) {
   exporter_free(rt->exporter);
   if (rt->enricher)
     rt->enricher->free(rt->enricher);
+  retail_prices_free(rt->prices);
   credential_free(rt->credential);
   config_cleanup(&rt->cfg);
   http_client_global_cleanup();
@@ -183,6 +186,12 @@ static int runtime_open(struct runtime *rt, bool quiet, struct error_info *err) 
     if ((r = aml_client_new(rt->credential, settings_process_env, NULL, &rt->enricher,
                             err)) != RESULT_OK)
       goto fail;
+    if (rt->cfg.cost) {
+      if ((r = retail_prices_new(settings_process_env, NULL, &rt->prices, err)) !=
+          RESULT_OK)
+        goto fail;
+      aml_client_enable_cost(rt->enricher, rt->prices);
+    }
   }
   if (rt->cfg.appinsights_connection_string) {
     r = appinsights_exporter_new(&rt->cfg, settings_process_env, NULL, &rt->exporter,
@@ -227,6 +236,9 @@ static void log_upstream_stats(const struct runtime *rt) {
   struct aml_client_stats aml = {0};
   if (rt->enricher)
     aml_client_get_stats(rt->enricher, &aml);
+  struct retail_prices_stats prices = {0};
+  if (rt->prices)
+    retail_prices_get_stats(rt->prices, &prices);
   struct appinsights_stats ai;
   appinsights_exporter_stats(rt->exporter, &ai);
   struct table_client_stats table = {0};
@@ -244,7 +256,9 @@ static void log_upstream_stats(const struct runtime *rt) {
   log_info("event=upstream_stats http_requests=%llu http_connections=%llu "
            "http_retries=%llu token_requests=%llu discovery_requests=%llu "
            "run_requests=%llu parent_lookups=%llu ingestion_posts=%llu items_sent=%llu "
-           "items_accepted=%llu items_failed=%llu duplicates_skipped=%llu",
+           "items_accepted=%llu items_failed=%llu duplicates_skipped=%llu "
+           "compute_reads=%llu step_list_requests=%llu price_lookups=%llu "
+           "price_requests=%llu price_cache_hits=%llu",
            (unsigned long long)http.requests, (unsigned long long)http.connections,
            (unsigned long long)http.retries,
            (unsigned long long)(rt->credential ? credential_token_requests(rt->credential)
@@ -253,7 +267,10 @@ static void log_upstream_stats(const struct runtime *rt) {
            (unsigned long long)aml.run_requests, (unsigned long long)aml.parent_lookups,
            (unsigned long long)ai.posts, (unsigned long long)ai.items_sent,
            (unsigned long long)ai.items_accepted, (unsigned long long)ai.items_failed,
-           (unsigned long long)ai.duplicates_skipped);
+           (unsigned long long)ai.duplicates_skipped,
+           (unsigned long long)aml.compute_reads,
+           (unsigned long long)aml.step_list_requests, (unsigned long long)prices.lookups,
+           (unsigned long long)prices.requests, (unsigned long long)prices.cache_hits);
 }
 
 static unsigned in_flight_probe(void *server) {
@@ -456,6 +473,7 @@ static int check(int argc, char **argv) {
   struct check_subjects subjects = {.config = &rt.cfg,
                                     .credential = rt.credential,
                                     .aml = rt.enricher,
+                                    .prices = rt.prices,
                                     .exporter = rt.exporter,
                                     .appinsights = appinsights_exporter_is(rt.exporter),
                                     .dry_run = dry_run,

@@ -35,12 +35,14 @@
 
 #include "aml/aml_client_testing.h"
 #include "base/crypto.h"
-#include "base/deadline.h"
 #include "azure/http_client.h"
 #include "base/jsonx.h"
 #include "base/log.h"
+#include "base/lookup_cache.h"
 #include "base/loopback.h"
 #include "aml/run_details.h"
+#include "aml/run_cost.h"
+#include "cost/cost.h"
 #include "base/timeutil.h"
 
 #define ARM_API_VERSION "2024-04-01"
@@ -48,158 +50,6 @@
 #define REASON_FORBIDDEN                                                                 \
   "forbidden (403): the identity needs read access to the workspace, e.g. the AzureML "  \
   "Data Scientist role"
-
-/* ---- single-flight LRU cache of strings -------------------------------------- */
-
-enum entry_state { ENTRY_EMPTY, ENTRY_PENDING, ENTRY_READY, ENTRY_FAILED };
-
-struct cache_entry {
-  enum entry_state state;
-  char *key;   /* lower-cased; owned */
-  char *value; /* READY: owned */
-  int result;  /* FAILED: the leader's outcome, for its waiters */
-  struct error_info error;
-  uint64_t generation; /* set when a leader takes the entry */
-  uint64_t last_used;
-  unsigned waiters; /* > 0: the entry is neither evicted nor re-keyed */
-};
-
-struct cache {
-  pthread_mutex_t lock;
-  pthread_cond_t cond; /* CLOCK_MONOTONIC; broadcast when a lookup ends */
-  struct cache_entry *entries;
-  size_t cap;
-  uint64_t tick;
-};
-
-static int cache_init(struct cache *c, size_t cap) {
-  memset(c, 0, sizeof *c);
-  if (!(c->entries = calloc(cap, sizeof *c->entries)))
-    return RESULT_NOMEM;
-  c->cap = cap;
-  if (deadline_cond_init(&c->cond) != RESULT_OK) {
-    free(c->entries);
-    c->entries = NULL;
-    return RESULT_NOMEM;
-  }
-  pthread_mutex_init(&c->lock, NULL);
-  return RESULT_OK;
-}
-
-static void cache_cleanup(struct cache *c) {
-  if (!c->entries)
-    return;
-  for (size_t i = 0; i < c->cap; i++) {
-    free(c->entries[i].key);
-    free(c->entries[i].value);
-  }
-  free(c->entries);
-  pthread_cond_destroy(&c->cond);
-  pthread_mutex_destroy(&c->lock);
-}
-
-static struct cache_entry *cache_find(struct cache *c, const char *key) {
-  for (size_t i = 0; i < c->cap; i++)
-    if (c->entries[i].state != ENTRY_EMPTY && strcmp(c->entries[i].key, key) == 0)
-      return &c->entries[i];
-  return NULL;
-}
-
-/* An empty slot, else the least recently used settled entry nobody waits on. */
-static struct cache_entry *cache_take_slot(struct cache *c, const char *key) {
-  struct cache_entry *slot = NULL;
-  for (size_t i = 0; i < c->cap; i++) {
-    struct cache_entry *e = &c->entries[i];
-    if (e->state == ENTRY_EMPTY) {
-      slot = e;
-      break;
-    }
-    if (e->state != ENTRY_PENDING && e->waiters == 0 &&
-        (!slot || e->last_used < slot->last_used))
-      slot = e;
-  }
-  if (!slot)
-    return NULL;
-  char *copy = strdup(key);
-  if (!copy)
-    return NULL;
-  free(slot->key);
-  free(slot->value);
-  memset(slot, 0, sizeof *slot);
-  slot->key = copy;
-  return slot;
-}
-
-/* RESULT_OK with *out_value (a malloc'd copy): a hit. RESULT_OK with *out_value
- * NULL: the caller leads the lookup and must call cache_end() with *out_ticket.
- * Otherwise the failure of the lookup this caller waited for, or RESULT_TIMEOUT. */
-static int cache_begin(struct cache *c, const char *key, int64_t deadline_ms,
-                       char **out_value, uint64_t *out_ticket, struct error_info *err) {
-  int result = RESULT_OK;
-  uint64_t waited_for = 0;
-  *out_value = NULL;
-  *out_ticket = 0;
-  pthread_mutex_lock(&c->lock);
-  for (;;) {
-    struct cache_entry *e = cache_find(c, key);
-    if (e && e->state == ENTRY_READY) {
-      e->last_used = ++c->tick;
-      if (!(*out_value = strdup(e->value)))
-        result = RESULT_NOMEM;
-      break;
-    }
-    if (e && e->state == ENTRY_FAILED && waited_for && waited_for == e->generation) {
-      result = e->result;
-      if (err)
-        *err = e->error;
-      break;
-    }
-    if (e && e->state == ENTRY_PENDING) {
-      waited_for = e->generation;
-      e->waiters++;
-      bool signalled = deadline_wait(&c->cond, &c->lock, deadline_ms);
-      e->waiters--;
-      if (!signalled && e->state == ENTRY_PENDING) {
-        result = error_set(err, RESULT_TIMEOUT, "", "timed out waiting for a lookup");
-        break;
-      }
-      continue;
-    }
-    /* Absent, or an earlier lookup failed: this caller leads. Without a free
-     * slot (all pending) it leads uncached. */
-    if (!e)
-      e = cache_take_slot(c, key);
-    if (e) {
-      e->state = ENTRY_PENDING;
-      e->generation = ++c->tick;
-      *out_ticket = e->generation;
-    }
-    break;
-  }
-  pthread_mutex_unlock(&c->lock);
-  return result;
-}
-
-static void cache_end(struct cache *c, const char *key, uint64_t ticket,
-                      const char *value, int result, const struct error_info *err) {
-  pthread_mutex_lock(&c->lock);
-  struct cache_entry *e = ticket ? cache_find(c, key) : NULL;
-  if (e && e->state == ENTRY_PENDING && e->generation == ticket) {
-    e->last_used = ++c->tick;
-    if (result == RESULT_OK && value && (e->value = strdup(value))) {
-      e->state = ENTRY_READY;
-    } else {
-      e->state = ENTRY_FAILED;
-      e->result = result == RESULT_OK ? RESULT_NOMEM : result;
-      if (err)
-        e->error = *err;
-      else
-        memset(&e->error, 0, sizeof e->error);
-    }
-    pthread_cond_broadcast(&c->cond);
-  }
-  pthread_mutex_unlock(&c->lock);
-}
 
 /* ---- the client ---------------------------------------------------------------- */
 
@@ -212,11 +62,14 @@ struct aml_client {
   void *transport_ctx;
   aml_token_fn token_fn;
   void *token_ctx;
-  struct cache workspaces; /* "sub/rg/ws" -> api base URL */
-  struct cache parents;    /* "sub/rg/ws/run" -> trimmed parent Run JSON */
+  struct lookup_cache workspaces;    /* "sub/rg/ws" -> api base URL */
+  struct lookup_cache parents;       /* "sub/rg/ws/run" -> trimmed parent Run JSON */
+  struct retail_prices *prices;      /* borrowed; NULL: no cost estimate */
+  struct compute_reader computes;    /* "sub/rg/ws/name" -> compute_info */
+  struct lookup_cache pipeline_sums; /* "sub/rg/ws/runid" -> pipeline cost */
   atomic_uint_fast64_t enrich_calls, discovery_requests, discovery_cache_hits,
       run_requests, parent_lookups, parent_cache_hits, metric_requests,
-      permanent_failures, transient_failures;
+      permanent_failures, transient_failures, step_list_requests;
 };
 
 /* What one enrich() works with: the escaped ids and the bearer header. */
@@ -245,6 +98,12 @@ void aml_client_set_transport_for_test(struct enricher *e, http_transport_fn fn,
   client->transport_ctx = ctx;
 }
 
+void aml_client_enable_cost(struct enricher *e, struct retail_prices *prices) {
+  struct aml_client *client = as_client(e);
+  if (client)
+    client->prices = prices;
+}
+
 void aml_client_set_token_for_test(struct enricher *e, aml_token_fn fn, void *ctx) {
   struct aml_client *client = as_client(e);
   if (!client)
@@ -267,6 +126,9 @@ void aml_client_get_stats(const struct enricher *e, struct aml_client_stats *out
   out->metric_requests = atomic_load(&c->metric_requests);
   out->permanent_failures = atomic_load(&c->permanent_failures);
   out->transient_failures = atomic_load(&c->transient_failures);
+  out->compute_reads = atomic_load(&c->computes.reads);
+  out->compute_cache_hits = atomic_load(&c->computes.cache_hits);
+  out->step_list_requests = atomic_load(&c->step_list_requests);
 }
 
 bool aml_client_url_trusted(const char *url) {
@@ -488,13 +350,14 @@ static int workspace_api(struct call *call, char **out_api, struct error_info *e
   uint64_t ticket;
   if (!key)
     return RESULT_NOMEM;
-  int result = cache_begin(&c->workspaces, key, call->deadline_ms, out_api, &ticket, err);
+  int result =
+      lookup_cache_begin(&c->workspaces, key, call->deadline_ms, out_api, &ticket, err);
   if (result == RESULT_OK && *out_api) {
     atomic_fetch_add(&c->discovery_cache_hits, 1);
   } else if (result == RESULT_OK) {
     struct error_info local = {0};
     result = discover(call, out_api, &local);
-    cache_end(&c->workspaces, key, ticket, *out_api, result, &local);
+    lookup_cache_end(&c->workspaces, key, ticket, *out_api, result, &local);
     if (err)
       *err = local;
   }
@@ -566,7 +429,7 @@ static void apply_parent(struct call *call, const char *api, struct record *rec)
   json_t *doc = NULL;
   uint64_t ticket;
   int result =
-      key ? cache_begin(&c->parents, key, call->deadline_ms, &value, &ticket, &err)
+      key ? lookup_cache_begin(&c->parents, key, call->deadline_ms, &value, &ticket, &err)
           : RESULT_NOMEM;
   if (result == RESULT_OK && value) {
     atomic_fetch_add(&c->parent_cache_hits, 1);
@@ -575,7 +438,7 @@ static void apply_parent(struct call *call, const char *api, struct record *rec)
     result = get_run(call, api, NULL, parent_id, false, "parent run", &doc, &err);
     if (result == RESULT_OK && !(value = trim_parent(doc)))
       result = RESULT_NOMEM;
-    cache_end(&c->parents, key, ticket, value, result, &err);
+    lookup_cache_end(&c->parents, key, ticket, value, result, &err);
   }
   if (result == RESULT_OK) {
     json_t *parent =
@@ -737,6 +600,57 @@ done:
   free(full_url);
 }
 
+/* A compute_fetch_fn over the call's token and transport. */
+static int cost_fetch(void *ctx, const char *url, const char *what, json_t **out_doc,
+                      struct error_info *err) {
+  return fetch_json(ctx, "GET", url, NULL, true, what, NULL, out_doc, err);
+}
+
+/* The cost estimate of a finished run (run_cost.h). Never fails the event: a
+ * cost that cannot be had is the record's cost_unknown_reason. */
+static int add_cost(struct call *call, const char *api, const json_t *run,
+                    struct record *rec) {
+  struct aml_client *c = call->client;
+  const char *status = record_string(rec, REC_STATUS);
+  if (!c->prices || rec->run_kind == RUN_KIND_NONE || !status ||
+      !run_status_is_terminal(status))
+    return RESULT_OK;
+  /* Like metrics, an extra: at most half the time left, and never long. */
+  struct call sub = *call;
+  int64_t now = time_mono_ms(), left = call->deadline_ms - now;
+  sub.deadline_ms =
+      now + (left / 2 < AML_CLIENT_COST_MAX_MS ? left / 2 : AML_CLIENT_COST_MAX_MS);
+  char *computes =
+      format("%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER "/%s/computes/",
+             c->arm, call->sub, call->rg, call->ws);
+  char *key = lower_key(call->ev->subscription_id, call->ev->resource_group,
+                        call->ev->workspace, "");
+  char *runs = history_url(call, api, "history/v1.0", "/runs/");
+  int r = RESULT_NOMEM;
+  if (computes && key && runs) {
+    struct run_cost_env env = {.prices = c->prices,
+                               .computes = &c->computes,
+                               .fetch = cost_fetch,
+                               .fetch_ctx = &sub,
+                               .compute_url_prefix = computes,
+                               .compute_key_prefix = key,
+                               .runs_url_prefix = runs,
+                               .deadline_ms = sub.deadline_ms,
+                               .step_list_requests = &c->step_list_requests,
+                               .pipeline_sums = &c->pipeline_sums};
+    r = rec->run_kind == RUN_KIND_PIPELINE
+            ? run_cost_of_pipeline(&env, record_string(rec, REC_RUN_ID), rec)
+            : run_cost_of_run(&env, run, rec);
+  }
+  const char *why = record_string(rec, REC_COST_UNKNOWN_REASON);
+  if (why)
+    log_info("event=run_cost_unknown run_id=%s reason=\"%s\"", call->ev->run_id, why);
+  free(computes);
+  free(key);
+  free(runs);
+  return r;
+}
+
 static int get_token(struct call *call, struct error_info *err) {
   struct aml_client *c = call->client;
   char *token = NULL;
@@ -840,7 +754,8 @@ static int enrich(struct enricher *self, const struct aml_event *ev, struct reco
   const char *status = record_string(rec, REC_STATUS);
   if (status && strcmp(status, "Completed") == 0)
     add_metrics(&call, api, rec);
-  result = RESULT_OK;
+  if ((result = add_cost(&call, api, run, rec)) != RESULT_OK)
+    goto done;
 
 done:
   if (result == RESULT_OK) {
@@ -873,8 +788,10 @@ static void client_free(struct enricher *self) {
   struct aml_client *c = (struct aml_client *)self;
   if (!c)
     return;
-  cache_cleanup(&c->workspaces);
-  cache_cleanup(&c->parents);
+  lookup_cache_cleanup(&c->workspaces);
+  lookup_cache_cleanup(&c->parents);
+  compute_reader_cleanup(&c->computes);
+  lookup_cache_cleanup(&c->pipeline_sums);
   free(c->arm);
   free(c->scope);
   free(c);
@@ -922,8 +839,11 @@ int aml_client_new(struct credential *cred, settings_getenv_fn getenv_fn, void *
   if (!(c->scope = arm_scope(c->arm)))
     goto fail;
   log_info("event=aml_client_ready arm=%s scope=%s", c->arm, c->scope);
-  if (cache_init(&c->workspaces, AML_CLIENT_WORKSPACE_CACHE) != RESULT_OK ||
-      cache_init(&c->parents, AML_CLIENT_PARENT_CACHE) != RESULT_OK)
+  if (lookup_cache_init(&c->workspaces, AML_CLIENT_WORKSPACE_CACHE, 0, 0) != RESULT_OK ||
+      lookup_cache_init(&c->parents, AML_CLIENT_PARENT_CACHE, 0, 0) != RESULT_OK ||
+      compute_reader_init(&c->computes) != RESULT_OK ||
+      lookup_cache_init(&c->pipeline_sums, RUN_COST_PIPELINE_CACHE,
+                        RUN_COST_PIPELINE_TTL_MS, 0) != RESULT_OK)
     goto fail;
   *out = &c->base;
   return RESULT_OK;

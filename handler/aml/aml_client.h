@@ -6,7 +6,11 @@
  * the Run lacks a runDefinition), the parent pipeline run of a
  * step (cached, so a pipeline of many steps costs one lookup), and for a
  * completed run its scalar metrics (last value of each, at most
- * RECORD_MAX_METRICS). The mapping of those documents is run_details.h.
+ * RECORD_MAX_METRICS). The mapping of those documents is run_details.h. With
+ * aml_client_enable_cost(), a finished run also gets its cost estimate
+ * (run_cost.h: the compute read through ARM, cached; a pipeline's step list;
+ * the Retail Prices API), within at most half the time left and
+ * AML_CLIENT_COST_MAX_MS, and never at the price of the event.
  *
  * Outcomes (the enricher contract):
  *   - RESULT_OK with `enrichment` = "ok": the record was completed;
@@ -44,11 +48,14 @@
 #include "azure/credential.h"
 #include "core/enricher.h"
 #include "base/jsonx.h"
+#include "cost/retail_prices.h"
 #include "base/result.h"
 #include "base/settings.h"
 
 /* Size of the parent pipeline run cache (least recently used entries go). */
 #define AML_CLIENT_PARENT_CACHE 256
+/* The most time the cost estimate of one event may take. */
+#define AML_CLIENT_COST_MAX_MS 5000
 /* Size of the workspace discovery cache. */
 #define AML_CLIENT_WORKSPACE_CACHE 64
 /* Pages read of one paged answer (metric list, one metric's values) at most. */
@@ -65,6 +72,9 @@ struct aml_client_stats {
   uint64_t metric_requests;      /* metrics list and full requests */
   uint64_t permanent_failures;   /* records acknowledged without details */
   uint64_t transient_failures;   /* enrich() calls that asked for redelivery */
+  uint64_t compute_reads;        /* ARM compute reads (cost estimate) */
+  uint64_t compute_cache_hits;   /* computes found in the cache */
+  uint64_t step_list_requests;   /* pipeline step list pages read (cost estimate) */
 };
 
 /* Reads AZURE_RESOURCE_MANAGER_ENDPOINT through getenv_fn (default
@@ -74,6 +84,10 @@ struct aml_client_stats {
 HANDLER_NODISCARD int aml_client_new(struct credential *cred,
                                      settings_getenv_fn getenv_fn, void *ctx,
                                      struct enricher **out, struct error_info *err);
+
+/* Turns the cost estimate on, with `prices` (borrowed; it must outlive the
+ * client). Call before any enrich(); no effect on another enricher. */
+void aml_client_enable_cost(struct enricher *client, struct retail_prices *prices);
 
 /* Counters of a client made by aml_client_new() (zero for another enricher).
  * Thread-safe. */

@@ -57,8 +57,10 @@ static const struct mapping parent_fields[] = {
 };
 
 /* Every member the functions below read from a Run or RunDetails document
- * (the paths of the tables above, the times, the error, the hierarchy); a
- * test parses documents both ways and compares the records. */
+ * (the paths of the tables above, the times, the error, the hierarchy), and
+ * what aml/run_cost reads from the same Run for the cost estimate (compute
+ * size, region, priority and nodes, the node count requested, reuse); a test
+ * parses documents both ways and compares the records. */
 #define S(...) ((const struct jsonx_select[]){__VA_ARGS__, {NULL, NULL}})
 const struct jsonx_select run_details_select[] = {
     {"status", NULL},
@@ -76,14 +78,17 @@ const struct jsonx_select run_details_select[] = {
     {"effectiveStartTimeUtc", NULL},
     {"endTimeUtc", NULL},
     {"error", NULL},
-    {"compute", S({"target", NULL}, {"targetType", NULL})},
+    {"compute",
+     S({"target", NULL}, {"targetType", NULL}, {"vmSize", NULL}, {"instanceType", NULL},
+       {"instanceCount", NULL}, {"priority", NULL}, {"region", NULL})},
+    {"computeRequest", S({"nodeCount", NULL})},
     {"runTypeV2", S({"computeType", NULL})},
     /* whole: the run's tags and properties are recorded (tag.<name>,
      * run_properties) besides the keys the mapping reads */
     {"properties", NULL},
     {"tags", NULL},
     {"runDefinition",
-     S({"target", NULL}, {"script", NULL}, {"snapshotId", NULL},
+     S({"target", NULL}, {"script", NULL}, {"snapshotId", NULL}, {"nodeCount", NULL},
        {"environment",
         S({"image", NULL}, {"docker", S({"baseImage", NULL}, {"image", NULL})})})},
     {NULL, NULL},

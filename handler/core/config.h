@@ -66,6 +66,8 @@ struct config {
   int stuck_waiting_minutes; /* HANDLER_STUCK_WAITING_MINUTES, default 60; 0 = off */
   int stuck_running_hours;   /* HANDLER_STUCK_RUNNING_HOURS, default 24; 0 = off */
   int watch_max_checks;      /* HANDLER_WATCH_MAX_CHECKS: run history reads per tick */
+  bool cost; /* HANDLER_COST: on (default) or off; the Retail Prices API endpoint
+              * (HANDLER_RETAIL_PRICES_ENDPOINT) is read by cost/retail_prices */
 };
 
 HANDLER_NODISCARD int config_load(struct config *out, settings_getenv_fn getenv_fn,

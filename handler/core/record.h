@@ -2,7 +2,8 @@
  *
  * A record is a fixed table of named fields (docs/records.md: the original sample's
  * keys plus event_id, event_time, parent_run_id, queue_time_ms, error_code,
- * error_message, enrichment, and the ids of model and drift events). Each field
+ * error_message, enrichment, the cost estimate, and the ids of model and drift
+ * events). Each field
  * is a string or a number and is either set or unknown; unknown fields are left
  * out of every output. record_from_event() fills what the event alone carries;
  * the AML client adds run details later through record_set_*.
@@ -52,6 +53,13 @@ enum record_field {
   REC_ERROR_MESSAGE,
   REC_ENRICHMENT,
   REC_DISPLAY_NAME, /* the run's display name (step name in a pipeline) */
+  /* Cost estimate of a finished run (docs/records.md "Cost"). */
+  REC_VM_SIZE,
+  REC_VM_PRIORITY,
+  REC_NODE_COUNT,
+  REC_COST_PRICE_PER_HOUR_USD,
+  REC_COST_ESTIMATE_USD,
+  REC_COST_UNKNOWN_REASON,
   /* Model and drift events. */
   REC_MODEL_NAME,
   REC_MODEL_VERSION,

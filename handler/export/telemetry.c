@@ -155,9 +155,10 @@ fail:
 
 /* Durations and the run's logged metrics. */
 static json_t *record_measurements(const struct record *rec) {
-  static const enum record_field numeric[] = {REC_EXECUTION_TIME_MS, REC_QUEUE_TIME_MS,
-                                              REC_DRIFT_COEFFICIENT, REC_STUCK_FOR_MS,
-                                              REC_THRESHOLD_MS};
+  static const enum record_field numeric[] = {
+      REC_EXECUTION_TIME_MS, REC_QUEUE_TIME_MS,          REC_DRIFT_COEFFICIENT,
+      REC_STUCK_FOR_MS,      REC_THRESHOLD_MS,           REC_NODE_COUNT,
+      REC_COST_ESTIMATE_USD, REC_COST_PRICE_PER_HOUR_USD};
   json_t *m = json_object();
   if (!m)
     return NULL;
@@ -476,6 +477,12 @@ int telemetry_envelopes(const struct telemetry_options *options, const struct re
   if ((r = add_metric(options, rec, now_ms, &c, "AmlRunDurationMs", REC_EXECUTION_TIME_MS,
                       out)) != RESULT_OK ||
       (r = add_metric(options, rec, now_ms, &c, "AmlRunQueueTimeMs", REC_QUEUE_TIME_MS,
+                      out)) != RESULT_OK)
+    return r;
+  /* A pipeline's cost is the sum of its steps', which have their own points:
+   * summing the metric must not count them twice. */
+  if (rec->run_kind != RUN_KIND_PIPELINE &&
+      (r = add_metric(options, rec, now_ms, &c, "AmlRunCostUsd", REC_COST_ESTIMATE_USD,
                       out)) != RESULT_OK)
     return r;
   int64_t duration_ms;

@@ -4,10 +4,14 @@
  * becomes (docs/queries.md, "What the handler sends"):
  *   - a customEvent (EventData) named after the record, every set field as a
  *     string property (plus "tag.<name>" per tag and one JSON string per
- *     properties object), durations and the run's logged metrics as measurements;
+ *     properties object), durations, the cost estimate's numbers and the run's
+ *     logged metrics as measurements (requests and dependencies carry the same
+ *     properties and measurements);
  *   - for a terminal run (Completed, Failed, Canceled): customMetrics
  *     (MetricData, one Measurement point each) for the run duration
- *     ("AmlRunDurationMs") and queue time ("AmlRunQueueTimeMs"), with the
+ *     ("AmlRunDurationMs"), queue time ("AmlRunQueueTimeMs") and, for a step
+ *     or a run outside any pipeline with a cost estimate, its cost
+ *     ("AmlRunCostUsd"; a pipeline's cost is the sum of its steps'), with the
  *     dimensions experiment, run_type, step_type, status, compute_target;
  *     a request (RequestData)
  *     for a pipeline run or a run outside any pipeline, a dependency

@@ -58,6 +58,20 @@ static void check_workspaces(const struct check_subjects *s, struct tally *t) {
   }
 }
 
+static void check_prices(const struct check_subjects *s, struct tally *t) {
+  if (!s->prices) {
+    fprintf(t->out, "skip  Retail Prices API: no cost estimate (HANDLER_COST=off, or no "
+                    "credential for run details)\n");
+    return;
+  }
+  struct error_info err = {0};
+  int r = retail_prices_check(s->prices, time_mono_ms() + s->budget_ms, &err);
+  report(t, "Retail Prices API answers (cost estimate)", r, err.message,
+         "allow outbound HTTPS to prices.azure.com (or HANDLER_RETAIL_PRICES_ENDPOINT); "
+         "runs are still recorded without it, with cost_unknown_reason, and "
+         "HANDLER_COST=off turns the estimate off");
+}
+
 static void check_ingestion(const struct check_subjects *s, struct tally *t) {
   if (!s->appinsights) {
     fprintf(t->out, "skip  ingestion: no App Insights connection string, records go to "
@@ -117,6 +131,7 @@ int check_run(const struct check_subjects *s, FILE *out) {
   struct tally t = {.out = out};
   check_print(out, "settings", RESULT_OK, NULL, NULL);
   check_workspaces(s, &t);
+  check_prices(s, &t);
   check_ingestion(s, &t);
   check_run_table(s, &t);
   fprintf(out, "%s\n", t.failed ? "check: some steps failed" : "check: all steps passed");

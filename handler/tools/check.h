@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "base/result.h"
+#include "cost/retail_prices.h"
 #include "core/config.h"
 #include "azure/credential.h"
 #include "core/enricher.h"
@@ -27,6 +28,7 @@ struct check_subjects {
   const struct config *config;
   struct credential *credential; /* may be NULL */
   struct enricher *aml;          /* may be NULL (no credential) */
+  struct retail_prices *prices;  /* may be NULL (no credential, or HANDLER_COST=off) */
   struct exporter *exporter;     /* console or App Insights */
   bool appinsights;              /* the exporter is the App Insights one */
   bool dry_run;

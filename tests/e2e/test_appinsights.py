@@ -282,7 +282,8 @@ class ResponseClassTest(TelemetryTestCase):
         self.assertEqual(sum(p.items_accepted for p in posts), first.items_received)
         self.assert_no_duplicates()
         self.assertEqual(len(event_items(self.service, event["id"])), 1)
-        self.assertEqual(self.run_items(PREP), {"RemoteDependencyData": 1, "MetricData": 2})
+        # Duration, queue time and cost (AmlRunCostUsd), once each.
+        self.assertEqual(self.run_items(PREP), {"RemoteDependencyData": 1, "MetricData": 3})
 
     def test_item_refused_with_400_is_not_resent(self):
         host = self.handler()
@@ -327,7 +328,8 @@ class ResponseClassTest(TelemetryTestCase):
         self.assertTrue(outcome.accepted, [describe(r) for r in outcome.results])
         self.assertEqual(len(event_items(self.service, event["id"])), 1)
         # The run's measurement was not accepted the first time: it is sent now.
-        self.assertEqual(self.run_items(PREP), {"RemoteDependencyData": 1, "MetricData": 2})
+        # Duration, queue time and cost (AmlRunCostUsd), once each.
+        self.assertEqual(self.run_items(PREP), {"RemoteDependencyData": 1, "MetricData": 3})
         self.assert_all_accepted()
         self.assert_no_duplicates()
 

@@ -43,7 +43,7 @@ class CheckTest(unittest.TestCase):
                 self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
                 lines = result.stdout.splitlines()
                 for step in ("settings", "Entra ID token", "workspace discovery",
-                             "run history read", "ingestion"):
+                             "run history read", "Retail Prices API", "ingestion"):
                     self.assertTrue(any(l.startswith("ok") and step in l for l in lines),
                                     f"no passed step '{step}' in:\n{result.stdout}")
                 self.assertEqual(lines[-1], "check: all steps passed")
@@ -76,6 +76,18 @@ class CheckTest(unittest.TestCase):
         self.assertTrue(failed, result.stdout)
         self.assertIn("403", failed[0])
         self.assertRegex(failed[0], "role")
+
+    def test_prices_api_down_is_named(self):
+        self.bench.stack.prices.faults.add("prices", Fault.error(503), times=10)
+        result = run_tool(["check", "--dry-run"], self.bench.settings("secret"))
+        self.assertEqual(result.returncode, 1)
+        failed = [l for l in result.stdout.splitlines() if l.startswith("FAIL")]
+        self.assertEqual(len(failed), 1, result.stdout)
+        self.assertIn("Retail Prices API", failed[0])
+        self.assertIn("HTTP 503", failed[0])
+        cost_off = run_tool(["check", "--dry-run"],
+                            self.bench.settings("secret", HANDLER_COST="off"))
+        self.assertIn("skip  Retail Prices API", cost_off.stdout)
 
     def test_a_malformed_setting_is_one_failed_line(self):
         result = run_tool(["check"], self.bench.settings("secret", AML_WORKSPACES="/nope"))

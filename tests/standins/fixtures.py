@@ -6,6 +6,7 @@ Fixture format:
     {"workspaces": [{
         "subscriptionId": "...", "resourceGroup": "ml-rg", "name": "ml-ws",
         "location": "eastus", "workspaceId": "<guid>",
+        "computes": [{<ComputeResource: name, location, properties>}],
         "runs": [{<Run fields, camelCase, as the run history API names them>,
                   "logFiles": {...},                      (RunDetails only)
                   "metrics": {"accuracy": [{"step": 0, "value": 0.93,
@@ -35,6 +36,7 @@ class Workspace:
     location: str
     workspace_id: str
     runs: dict[str, dict[str, Any]]
+    computes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def resource_id(self) -> str:
@@ -53,7 +55,8 @@ class Catalog:
         return cls([Workspace(subscription_id=w["subscriptionId"],
                               resource_group=w["resourceGroup"], name=w["name"],
                               location=w["location"], workspace_id=w["workspaceId"],
-                              runs={r["runId"]: r for r in w.get("runs", [])})
+                              runs={r["runId"]: r for r in w.get("runs", [])},
+                              computes=w.get("computes", []))
                     for w in document["workspaces"]])
 
     @property

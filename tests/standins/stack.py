@@ -11,8 +11,9 @@ In-process use (unittest):
 
 Servers (each a server.StandinServer: `.base_url`, `.journal`, `.faults`,
 `.service`): `entra` (token endpoint), `msi` (managed identity, plain HTTP),
-`arm`, `aml` (discovery, run history, metrics), `ingestion` and
-`ingestion_alt` (a second App Insights endpoint, target of redirect tests).
+`arm`, `aml` (discovery, run history, metrics), `prices` (the Azure Retail
+Prices API), `ingestion` and `ingestion_alt` (a second App Insights endpoint,
+target of redirect tests).
 Shared state: `directory` (tenant, app registration, identities, roles, issued
 tokens) and `catalog` (workspaces and runs from the fixtures).
 
@@ -36,6 +37,7 @@ from .entra import EntraService
 from .fixtures import DEFAULT_FIXTURES, Catalog
 from .ingestion import IngestionService
 from .msi import ManagedIdentityService
+from .prices import PricesService
 from .server import StandinServer
 from .swagger import SwaggerSchema
 from .tls import create_pki
@@ -101,6 +103,9 @@ class Stack:
         self.arm = self._serve(ArmService(self.directory, self.catalog,
                                           authority=self.entra.base_url,
                                           aml_base_url=self.aml.base_url))
+        prices = PricesService()
+        self.prices = self._serve(prices)
+        prices.base_url = self.prices.base_url
         self.ingestion, self.ingestion_alt = (
             self._serve(IngestionService(self.directory, self.instrumentation_key, schema,
                                          entra_only=self._ingestion_entra_only))
@@ -175,6 +180,7 @@ class Stack:
             "SSL_CERT_FILE": str(self.pki.ca),
             "AZURE_AUTHORITY_HOST": f"{self.entra.base_url}/",
             "AZURE_RESOURCE_MANAGER_ENDPOINT": self.arm.base_url,
+            "HANDLER_RETAIL_PRICES_ENDPOINT": self.prices.base_url,
             "APPLICATIONINSIGHTS_CONNECTION_STRING":
                 f"InstrumentationKey={self.instrumentation_key};"
                 f"IngestionEndpoint={self.ingestion.base_url}/",
@@ -197,7 +203,8 @@ class Stack:
             "ca": str(self.pki.ca),
             "urls": {"authority": self.entra.base_url, "token": self.token_url,
                      "msi": f"{self.msi.base_url}/msi/token", "arm": self.arm.base_url,
-                     "aml": self.aml.base_url, "ingestion": self.ingestion.base_url,
+                     "aml": self.aml.base_url, "prices": self.prices.base_url,
+                     "ingestion": self.ingestion.base_url,
                      "ingestion_alt": self.ingestion_alt.base_url},
             "tenant_id": self.directory.tenant_id,
             "client_id": self.app.client_id,
@@ -223,7 +230,7 @@ class Stack:
     def dump(self) -> dict:
         """Journals and accepted telemetry, JSON-ready (Authorization masked)."""
         servers = {"entra": self.entra, "msi": self.msi, "arm": self.arm, "aml": self.aml,
-                   "ingestion": self.ingestion, "ingestion_alt": self.ingestion_alt}
+                   "prices": self.prices, "ingestion": self.ingestion, "ingestion_alt": self.ingestion_alt}
         return {
             "servers": {name: {"stats": s.journal.stats(),
                                "exchanges": [e.summary() for e in s.journal.exchanges()]}

@@ -594,6 +594,82 @@ class ArmTest(StandinTestCase):
         answer = self.get(token=token)
         self.assertEqual((answer.status, answer.json()["error"]["code"]),
                          (403, "AuthorizationFailed"))
+        compute = self.get(stack.workspace.resource_id + "/computes/cpu-cluster", token)
+        self.assertEqual((compute.status, compute.json()["error"]["code"]),
+                         (403, "AuthorizationFailed"))
+
+    def test_compute_is_a_compute_resource(self):
+        token = token_for()
+        answer = self.get(stack.workspace.resource_id + "/computes/CPU-Cluster", token)
+        self.assertEqual(answer.status, 200, answer.body)
+        document = answer.json()
+        self.assertEqual(document["id"], stack.workspace.resource_id + "/computes/cpu-cluster")
+        self.assertEqual(document["location"], "eastus")
+        self.assertEqual(document["properties"]["computeType"], "AmlCompute")
+        self.assertEqual(document["properties"]["properties"]["vmSize"], "STANDARD_DS3_V2")
+        self.assertEqual(document["properties"]["properties"]["vmPriority"], "Dedicated")
+        missing = self.get(stack.workspace.resource_id + "/computes/nope", token)
+        self.assertEqual((missing.status, missing.json()["error"]["code"]),
+                         (404, "ResourceNotFound"))
+        self.assertEqual(self.get(stack.workspace.resource_id + "/computes/cpu-cluster",
+                                  token, version=None).status, 400)
+        self.assertEqual(self.get(stack.workspace.resource_id + "/computes/cpu-cluster")
+                         .status, 401)
+
+
+class PricesTest(StandinTestCase):
+    FILTER = ("serviceName eq 'Virtual Machines' and armRegionName eq 'eastus' and "
+              "armSkuName eq '{}' and priceType eq 'Consumption'")
+
+    def get(self, query: dict) -> Answer:
+        return call(stack.prices, "GET", "/api/retail/prices?" + urllib.parse.urlencode(
+            query, quote_via=urllib.parse.quote))
+
+    def pages(self, sku: str) -> list[dict]:
+        pages, answer = [], self.get({"$filter": self.FILTER.format(sku)})
+        while True:
+            self.assertEqual(answer.status, 200, answer.body)
+            pages.append(answer.json())
+            link = pages[-1]["NextPageLink"]
+            if not link:
+                return pages
+            self.assertTrue(link.startswith(stack.prices.base_url + "/api/retail/prices?"))
+            answer = call(stack.prices, "GET", link[len(stack.prices.base_url):])
+
+    def test_pages_hold_the_meters_a_client_must_not_pick(self):
+        pages = self.pages("STANDARD_DS3_V2")  # values compare case-insensitively
+        self.assertGreater(len(pages), 1)
+        items = [i for p in pages for i in p["Items"]]
+        self.assertEqual([p["Count"] for p in pages], [len(p["Items"]) for p in pages])
+        self.assertTrue(all(i["type"] == "Consumption" for i in items))
+        names = {(i["productName"].endswith("Windows"), i["skuName"]) for i in items}
+        self.assertIn((True, "DS3 v2"), names)
+        self.assertIn((False, "DS3 v2 Spot"), names)
+        self.assertIn((False, "DS3 v2 Low Priority"), names)
+        linux = [i for i in items if i["skuName"] == "DS3 v2" and
+                 not i["productName"].endswith("Windows") and i["isPrimaryMeterRegion"]
+                 and i["effectiveStartDate"].startswith("2024")]
+        self.assertEqual([i["retailPrice"] for i in linux],
+                         [stack.prices.service.linux_price("eastus", "Standard_DS3_v2")])
+        self.assertNotIn(linux[0], pages[0]["Items"])  # not on the first page
+
+    def test_reservations_and_dev_test_are_other_price_types(self):
+        answer = self.get({"$filter": self.FILTER.format("Standard_D4s_v3")
+                          .replace("'Consumption'", "'Reservation'")})
+        types = {i["type"] for i in answer.json()["Items"]}
+        self.assertEqual(types, {"Reservation"})
+
+    def test_refusals(self):
+        self.assertEqual(self.get({}).status, 400)
+        self.assertEqual(self.get({"$filter": "armSkuName ne 'x'"}).status, 400)
+        exact = self.get({"$filter": self.FILTER.format("STANDARD_DS3_V2"),
+                          "api-version": "2023-01-01-preview"})
+        self.assertEqual(exact.json()["Items"], [])  # that version compares exactly
+
+    def test_faults(self):
+        stack.prices.faults.add("prices", Fault.error(503))
+        self.assertEqual(self.get({"$filter": self.FILTER.format("x")}).status, 503)
+        self.assertEqual(self.get({"$filter": self.FILTER.format("x")}).status, 200)
 
 
 class AmlTest(StandinTestCase):

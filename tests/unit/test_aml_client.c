@@ -3,6 +3,7 @@
  * (single-flight under 16 threads), the failure policy (404/403/401/refused
  * credential -> RESULT_OK with a reason; 503/timeouts -> transient) and metrics. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "aml/aml_client.h"
 #include "aml/aml_client_testing.h"
+#include "cost/retail_prices_testing.h"
 #include "core/record.h"
 #include "base/timeutil.h"
 
@@ -203,7 +205,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct enricher *client = *state;
-  client->free(client);
+  if (client)
+    client->free(client);
   fake_reset();
   return 0;
 }
@@ -267,6 +270,10 @@ static void completed_run(void **state) {
   assert_int_equal(stats.run_requests, 1); /* the Run alone: no RunDetails */
   assert_int_equal(stats.metric_requests, 4);
   assert_int_equal(stats.parent_lookups, 0);
+  /* Without aml_client_enable_cost(): no compute read, no cost keys. */
+  assert_int_equal(stats.compute_reads, 0);
+  assert_false(record_number(&rec, REC_COST_ESTIMATE_USD, &v));
+  assert_field(&rec, REC_COST_UNKNOWN_REASON, NULL);
   record_cleanup(&rec);
 }
 
@@ -787,6 +794,286 @@ static void arm_endpoint_setting(void **state) {
   client->free(client);
 }
 
+/* ---- cost estimate -------------------------------------------------------------- */
+
+#define COMPUTES ARM WS_PATH "/computes/"
+#define PRICE_FILTER(size)                                                               \
+  "https://prices.test/api/retail/prices?$filter=serviceName%20eq%20%27Virtual%20"       \
+  "Machines%27%20and%20armRegionName%20eq%20%27eastus%27%20and%20armSkuName%20eq%20%"    \
+  "27" size "%27%20and%20priceType%20eq%20%27Consumption%27"
+#define PRICE_URL PRICE_FILTER("STANDARD_D4S_V3")
+/* Windows, Spot and Low Priority around the Linux pay-as-you-go price. */
+#define PRICE_PAGE                                                                       \
+  "{\"BillingCurrency\":\"USD\",\"Items\":["                                             \
+  "{\"currencyCode\":\"USD\",\"retailPrice\":0.376,\"armRegionName\":\"eastus\","        \
+  "\"armSkuName\":\"Standard_D4s_v3\",\"productName\":\"Virtual Machines DSv3 Series "   \
+  "Windows\",\"skuName\":\"D4s v3\",\"meterName\":\"D4s v3\",\"unitOfMeasure\":\"1 "     \
+  "Hour\",\"type\":\"Consumption\"},"                                                    \
+  "{\"currencyCode\":\"USD\",\"retailPrice\":0.0384,\"armRegionName\":\"eastus\","       \
+  "\"armSkuName\":\"Standard_D4s_v3\",\"productName\":\"Virtual Machines DSv3 Series\"," \
+  "\"skuName\":\"D4s v3 Low Priority\",\"meterName\":\"D4s v3 Low Priority\","           \
+  "\"unitOfMeasure\":\"1 Hour\",\"type\":\"Consumption\"},"                              \
+  "{\"currencyCode\":\"USD\",\"retailPrice\":0.192,\"armRegionName\":\"eastus\","        \
+  "\"armSkuName\":\"Standard_D4s_v3\",\"productName\":\"Virtual Machines DSv3 Series\"," \
+  "\"skuName\":\"D4s v3\",\"meterName\":\"D4s v3\",\"unitOfMeasure\":\"1 Hour\","        \
+  "\"type\":\"Consumption\"}],\"NextPageLink\":null,\"Count\":3}"
+#define CLUSTER(type, priority)                                                          \
+  "{\"name\":\"c\",\"location\":\"eastus\",\"properties\":{\"computeType\":\"" type      \
+  "\",\"properties\":{\"vmSize\":\"STANDARD_D4S_V3\",\"vmPriority\":\"" priority         \
+  "\",\"osType\":\"Linux\",\"scaleSettings\":{\"maxNodeCount\":4}}}}"
+
+static const char *getenv_prices(void *ctx, const char *name) {
+  return strcmp(name, RETAIL_PRICES_SETTING) == 0 ? "https://prices.test" : NULL;
+}
+
+static struct retail_prices *cost_on(struct enricher *client) {
+  struct retail_prices *prices = NULL;
+  assert_int_equal(retail_prices_new(getenv_prices, NULL, &prices, NULL), RESULT_OK);
+  retail_prices_set_transport_for_test(prices, transport, NULL);
+  aml_client_enable_cost(client, prices);
+  return prices;
+}
+
+/* A Run document of a finished run on `target`. */
+static char *run_doc(const char *id, const char *target, const char *start,
+                     const char *end, const char *extra) {
+  char *doc = malloc(1024);
+  snprintf(
+      doc, 1024,
+      "{\"runId\":\"%s\",\"status\":\"Completed\",\"target\":\"%s\",\"startTimeUtc\":"
+      "\"%s\",\"endTimeUtc\":\"%s\",\"runDefinition\":{\"script\":\"s.py\"}%s%s}",
+      id, target, start, end, extra ? "," : "", extra ? extra : "");
+  return doc;
+}
+
+static double number_of(const struct record *rec, enum record_field field) {
+  double v = -1;
+  assert_true(record_number(rec, field, &v));
+  return v;
+}
+
+static void step_on_a_cluster_is_priced(void **state) {
+  struct enricher *client = *state;
+  struct retail_prices *prices = cost_on(client);
+  discovery_routes();
+  char *one = run_doc("step-1", "cpu", "2024-05-14T09:00:00Z", "2024-05-14T10:30:00Z",
+                      "\"compute\":{\"target\":\"cpu\",\"instanceCount\":2}");
+  char *two = run_doc("step-2", "cpu", "2024-05-14T09:00:00Z", "2024-05-14T09:15:00Z",
+                      "\"computeRequest\":{\"nodeCount\":1}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/step-1", 200, one);
+  route("GET", HISTORY "/experimentids/exp-1/runs/step-2", 200, two);
+  route("GET", COMPUTES "cpu?api-version=2024-04-01", 200,
+        CLUSTER("AmlCompute", "Dedicated"));
+  route("GET", PRICE_URL, 200, PRICE_PAGE);
+
+  struct aml_event ev = run_event("step-1", "Completed", RUN_KIND_STEP);
+  struct record rec;
+  struct error_info err = {0};
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_field(&rec, REC_VM_SIZE, "STANDARD_D4S_V3");
+  assert_field(&rec, REC_VM_PRIORITY, "Dedicated");
+  assert_field(&rec, REC_COST_UNKNOWN_REASON, NULL);
+  assert_true(number_of(&rec, REC_NODE_COUNT) == 2);
+  assert_true(number_of(&rec, REC_COST_PRICE_PER_HOUR_USD) == 0.192);
+  assert_float_equal(number_of(&rec, REC_COST_ESTIMATE_USD), 0.192 * 2 * 1.5, 1e-12);
+  record_cleanup(&rec);
+
+  ev = run_event("step-2", "Failed", RUN_KIND_STEP); /* failed runs cost too */
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_float_equal(number_of(&rec, REC_COST_ESTIMATE_USD), 0.192 * 0.25, 1e-12);
+  record_cleanup(&rec);
+
+  ev = run_event("step-2", "Running", RUN_KIND_STEP); /* not finished: no cost */
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_false(record_number(&rec, REC_COST_ESTIMATE_USD, &(double){0}));
+  assert_field(&rec, REC_COST_UNKNOWN_REASON, NULL);
+  record_cleanup(&rec);
+
+  /* One compute read and one price lookup for both runs; no token to prices. */
+  assert_int_equal(count_sent(COMPUTES "cpu?api-version=2024-04-01"), 1);
+  assert_int_equal(count_sent(PRICE_URL), 1);
+  assert_string_equal(auth_of(PRICE_URL), "(none)");
+  assert_string_equal(auth_of(COMPUTES "cpu?api-version=2024-04-01"), "Bearer tok-123");
+  struct aml_client_stats stats;
+  aml_client_get_stats(client, &stats);
+  assert_int_equal(stats.compute_reads, 1);
+  assert_int_equal(stats.compute_cache_hits, 1);
+  free(one);
+  free(two);
+  client->free(client);
+  *state = NULL;
+  retail_prices_free(prices);
+}
+
+static void pipeline_carries_the_sum_of_its_steps(void **state) {
+  struct enricher *client = *state;
+  struct retail_prices *prices = cost_on(client);
+  discovery_routes();
+  route("GET", HISTORY "/experimentids/exp-1/runs/" PIPELINE_ID, 200,
+        "{\"runId\":\"" PIPELINE_ID "\",\"status\":\"Completed\",\"target\":\"cpu\","
+        "\"runType\":\"azureml.PipelineRun\",\"startTimeUtc\":\"2024-05-14T09:00:00Z\","
+        "\"endTimeUtc\":\"2024-05-14T11:00:00Z\",\"runDefinition\":{}}");
+  route(
+      "GET", HISTORY "/runs/" PIPELINE_ID "/children?$top=100", 200,
+      "{\"value\":[{\"runId\":\"a\",\"target\":\"cpu\",\"status\":\"Completed\","
+      "\"startTimeUtc\":\"2024-05-14T09:00:00Z\",\"endTimeUtc\":\"2024-05-14T10:00:00Z\","
+      "\"compute\":{\"instanceCount\":1}},"
+      "{\"runId\":\"b\",\"target\":\"cpu\",\"status\":\"Completed\",\"properties\":"
+      "{\"azureml.isreused\":\"true\"}},"
+      "{\"runId\":\"never\",\"target\":\"cpu\",\"status\":\"NotStarted\"}],"
+      "\"continuationToken\":\"tok 2\"}");
+  route(
+      "GET", HISTORY "/runs/" PIPELINE_ID "/children?$top=100&$continuationtoken=tok%202",
+      200,
+      "{\"value\":[{\"runId\":\"c\",\"target\":\"spot\",\"status\":\"Failed\","
+      "\"startTimeUtc\":\"2024-05-14T10:00:00Z\",\"endTimeUtc\":\"2024-05-14T10:30:00Z\","
+      "\"compute\":{\"instanceCount\":2}}],\"continuationToken\":null}");
+  route("GET", COMPUTES "cpu?api-version=2024-04-01", 200,
+        CLUSTER("AmlCompute", "Dedicated"));
+  route("GET", COMPUTES "spot?api-version=2024-04-01", 200,
+        CLUSTER("AmlCompute", "LowPriority"));
+  route("GET", PRICE_URL, 200, PRICE_PAGE);
+
+  struct aml_event ev = run_event(PIPELINE_ID, "Completed", RUN_KIND_PIPELINE);
+  struct record rec;
+  struct error_info err = {0};
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  /* a: 0.192 x 1 x 1 h; b: reused, 0; never: did not start; c: 0.0384 x 2 x 0.5 h. */
+  assert_float_equal(number_of(&rec, REC_COST_ESTIMATE_USD), 0.192 + 0.0384, 1e-12);
+  assert_field(&rec, REC_VM_SIZE, NULL); /* a pipeline has no one VM size */
+  assert_field(&rec, REC_COST_UNKNOWN_REASON, NULL);
+  assert_int_equal(count_sent(PRICE_URL), 2); /* dedicated and low priority */
+  struct aml_client_stats stats;
+  aml_client_get_stats(client, &stats);
+  assert_int_equal(stats.step_list_requests, 2);
+  record_cleanup(&rec);
+
+  /* The pipeline's second terminal event (RunCompleted) reuses the sum. */
+  ev.type = AML_EVENT_RUN_COMPLETED;
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_float_equal(number_of(&rec, REC_COST_ESTIMATE_USD), 0.192 + 0.0384, 1e-12);
+  aml_client_get_stats(client, &stats);
+  assert_int_equal(stats.step_list_requests, 2);
+  record_cleanup(&rec);
+  client->free(client);
+  *state = NULL;
+  retail_prices_free(prices);
+}
+
+static void prices_down_leaves_the_cost_out(void **state) {
+  struct enricher *client = *state;
+  struct retail_prices *prices = cost_on(client);
+  discovery_routes();
+  char *doc = run_doc("run-1", "cpu", "2024-05-14T09:00:00Z", "2024-05-14T10:00:00Z",
+                      "\"compute\":{\"instanceCount\":1}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 200, doc);
+  route("GET", COMPUTES "cpu?api-version=2024-04-01", 200,
+        CLUSTER("AmlCompute", "Dedicated"));
+  route("GET", PRICE_URL, 0, NULL)->result = RESULT_TRANSIENT;
+
+  struct aml_event ev = run_event("run-1", "Completed", RUN_KIND_PLAIN);
+  struct record rec;
+  struct error_info err = {0};
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_field(&rec, REC_ENRICHMENT, "ok");
+  assert_false(record_number(&rec, REC_COST_ESTIMATE_USD, &(double){0}));
+  assert_field(&rec, REC_VM_SIZE, NULL);
+  const char *why = record_string(&rec, REC_COST_UNKNOWN_REASON);
+  assert_non_null(why);
+  assert_non_null(strstr(why, "could not be reached"));
+  record_cleanup(&rec);
+  free(doc);
+  client->free(client);
+  *state = NULL;
+  retail_prices_free(prices);
+}
+
+static void unpriced_targets_say_why(void **state) {
+  struct enricher *client = *state;
+  struct retail_prices *prices = cost_on(client);
+  discovery_routes();
+  static const struct {
+    const char *target, *extra, *compute, *expect;
+  } cases[] = {
+      {"k8s", "\"compute\":{\"instanceCount\":1}", CLUSTER("Kubernetes", ""),
+       "Kubernetes compute (k8s) is not priced"},
+      {"local", NULL, NULL, "a local run uses no Azure compute"},
+      {"win", "\"compute\":{\"instanceCount\":1}",
+       "{\"location\":\"eastus\",\"properties\":{\"computeType\":\"AmlCompute\","
+       "\"properties\":{\"vmSize\":\"STANDARD_D4S_V3\",\"osType\":\"Windows\"}}}",
+       "runs Windows"},
+      {"nonodes", NULL, CLUSTER("AmlCompute", "Dedicated"), "node count is unknown"},
+      {"gone", "\"compute\":{\"instanceCount\":1}", NULL, "could not be read"},
+      {"serverless", "\"compute\":{\"instanceCount\":1,\"vmSize\":\"STANDARD_D4S_V3\"}",
+       NULL, "names no region"},
+      {"", NULL, NULL, "names no compute target"},
+      {"cpu", "\"runType\":\"azureml.PipelineRun\"", NULL, "nested pipeline"},
+  };
+  enum { N = sizeof cases / sizeof *cases };
+  char urls[N][256], *docs[N];
+  for (size_t i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "run-%zu", i);
+    docs[i] = run_doc(id, cases[i].target, "2024-05-14T09:00:00Z", "2024-05-14T10:00:00Z",
+                      cases[i].extra);
+    snprintf(urls[i], sizeof urls[i], "%s/experimentids/exp-1/runs/%s", HISTORY, id);
+    route("GET", urls[i], 200, docs[i]);
+  }
+  route("GET", COMPUTES "k8s?api-version=2024-04-01", 200, cases[0].compute);
+  route("GET", COMPUTES "win?api-version=2024-04-01", 200, cases[2].compute);
+  route("GET", COMPUTES "nonodes?api-version=2024-04-01", 200, cases[3].compute);
+  for (size_t i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "run-%zu", i);
+    /* The nested pipeline is a step of an outer pipeline. */
+    bool nested = strstr(cases[i].expect, "nested") != NULL;
+    struct aml_event ev =
+        run_event(id, "Completed", nested ? RUN_KIND_STEP : RUN_KIND_PLAIN);
+    struct record rec;
+    struct error_info err = {0};
+    assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+    const char *why = record_string(&rec, REC_COST_UNKNOWN_REASON);
+    if (!why || !strstr(why, cases[i].expect))
+      fail_msg("%s: reason \"%s\", expected \"%s\"", cases[i].target, why ? why : "",
+               cases[i].expect);
+    assert_false(record_number(&rec, REC_COST_ESTIMATE_USD, &(double){0}));
+    record_cleanup(&rec);
+    free(docs[i]);
+  }
+  assert_int_equal(count_sent(PRICE_URL), 0); /* never guessed, never asked */
+  client->free(client);
+  *state = NULL;
+  retail_prices_free(prices);
+}
+
+static void serverless_run_priced_from_its_own_compute(void **state) {
+  struct enricher *client = *state;
+  struct retail_prices *prices = cost_on(client);
+  discovery_routes();
+  char *doc =
+      run_doc("run-1", "serverless", "2024-05-14T09:00:00Z", "2024-05-14T09:30:00Z",
+              "\"compute\":{\"instanceCount\":4,\"instanceType\":"
+              "\"STANDARD_D4S_V3\",\"region\":\"eastus\",\"priority\":\"Spot\"}");
+  route("GET", HISTORY "/experimentids/exp-1/runs/run-1", 200, doc);
+  route("GET", PRICE_URL, 200, PRICE_PAGE);
+  struct aml_event ev = run_event("run-1", "Canceled", RUN_KIND_PLAIN);
+  struct record rec;
+  struct error_info err = {0};
+  assert_int_equal(enrich(client, &ev, &rec, &err), RESULT_OK);
+  assert_field(&rec, REC_VM_SIZE, "STANDARD_D4S_V3");
+  assert_field(&rec, REC_VM_PRIORITY, "LowPriority");
+  /* No compute resource to read; the low-priority price, 4 nodes, half an hour. */
+  assert_float_equal(number_of(&rec, REC_COST_ESTIMATE_USD), 0.0384 * 4 * 0.5, 1e-12);
+  struct aml_client_stats stats;
+  aml_client_get_stats(client, &stats);
+  assert_int_equal(stats.compute_reads, 0);
+  record_cleanup(&rec);
+  free(doc);
+  client->free(client);
+  *state = NULL;
+  retail_prices_free(prices);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(completed_run, setup, teardown),
@@ -812,6 +1099,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(details_fallback_failures, setup, teardown),
       cmocka_unit_test_setup_teardown(non_run_events_are_not_applicable, setup, teardown),
       cmocka_unit_test(arm_endpoint_setting),
+      cmocka_unit_test_setup_teardown(step_on_a_cluster_is_priced, setup, teardown),
+      cmocka_unit_test_setup_teardown(pipeline_carries_the_sum_of_its_steps, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(prices_down_leaves_the_cost_out, setup, teardown),
+      cmocka_unit_test_setup_teardown(unpriced_targets_say_why, setup, teardown),
+      cmocka_unit_test_setup_teardown(serverless_run_priced_from_its_own_compute, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

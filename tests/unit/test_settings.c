@@ -15,6 +15,7 @@
 #include "base/settings.h"
 #include "core/config.h"
 #include "export/telemetry.h"
+#include "cost/retail_prices.h"
 
 /* A getenv over a NULL-terminated list of "NAME=value" strings that records
  * every name asked for. */
@@ -97,6 +98,9 @@ static void read_everything(struct recording_env *env) {
   struct storage_account *account = NULL;
   if (storage_account_from_env(recording_getenv, env, &account, &err) == RESULT_OK)
     storage_account_free(account);
+  struct retail_prices *prices = NULL;
+  if (retail_prices_new(recording_getenv, env, &prices, &err) == RESULT_OK)
+    retail_prices_free(prices);
   struct telemetry_options telemetry;
   if (telemetry_options_init(&telemetry, "key", recording_getenv, env, &err) != RESULT_OK)
     fail_msg("telemetry_options_init: %s", err.message);

@@ -3,6 +3,7 @@
  * its steps, durations, tags, CI/CD attributes, the property limits, number
  * formatting, and the legacy trace option. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -528,9 +529,73 @@ static void options_from_env(void **state) {
   assert_string_equal(err.field, "HANDLER_LEGACY_TRACES");
 }
 
+/* The name of the nth metric point, or NULL. */
+static const char *metric_name(json_t *envs, int nth) {
+  json_t *env = find(envs, "Metric", nth);
+  json_t *point =
+      env ? json_array_get(json_object_get(base_data(env), "metrics"), 0) : NULL;
+  return point ? json_string_value(json_object_get(point, "name")) : NULL;
+}
+
+static bool has_metric(json_t *envs, const char *name) {
+  for (int i = 0; metric_name(envs, i); i++)
+    if (strcmp(metric_name(envs, i), name) == 0)
+      return true;
+  return false;
+}
+
+static void cost_on_spans_and_metric(void **state) {
+  struct telemetry_options o = options();
+  struct record rec;
+  base_run(&rec, "AmlRunCompleted", RUN_KIND_STEP, "step-run-7", "Completed");
+  record_set_string(&rec, REC_PIPELINE_RUN_ID, PIPELINE_ID);
+  record_set_string(&rec, REC_VM_SIZE, "STANDARD_D4S_V3");
+  record_set_string(&rec, REC_VM_PRIORITY, "Dedicated");
+  record_set_number(&rec, REC_NODE_COUNT, 2);
+  record_set_number(&rec, REC_COST_PRICE_PER_HOUR_USD, 0.192);
+  record_set_number(&rec, REC_COST_ESTIMATE_USD, 0.576);
+  json_t *envs = json_array();
+  assert_int_equal(telemetry_envelopes(&o, &rec, NOW, TELEMETRY_ALL, envs), 0);
+  json_t *dep = find(envs, "RemoteDependency", 0);
+  assert_string_equal(prop(dep, "vm_size"), "STANDARD_D4S_V3");
+  assert_string_equal(prop(dep, "cost_estimate_usd"), "0.576");
+  assert_true(
+      json_real_value(json_object_get(json_object_get(base_data(dep), "measurements"),
+                                      "cost_estimate_usd")) == 0.576);
+  assert_true(has_metric(envs, "AmlRunCostUsd"));
+  json_t *event = find(envs, "Event", 0);
+  assert_string_equal(prop(event, "cost_price_per_hour_usd"), "0.192");
+  json_decref(envs);
+  record_cleanup(&rec);
+
+  /* A pipeline's request carries the sum; its metric point would count the
+   * steps twice, so there is none. */
+  base_run(&rec, "AmlRunCompleted", RUN_KIND_PIPELINE, PIPELINE_ID, "Failed");
+  record_set_number(&rec, REC_COST_ESTIMATE_USD, 1.25);
+  envs = json_array();
+  assert_int_equal(telemetry_envelopes(&o, &rec, NOW, TELEMETRY_ALL, envs), 0);
+  assert_string_equal(prop(find(envs, "Request", 0), "cost_estimate_usd"), "1.25");
+  assert_false(has_metric(envs, "AmlRunCostUsd"));
+  assert_true(has_metric(envs, "AmlRunDurationMs"));
+  json_decref(envs);
+  record_cleanup(&rec);
+
+  /* Unknown cost: the reason, no metric. */
+  base_run(&rec, "AmlRunCompleted", RUN_KIND_PLAIN, "run-9", "Completed");
+  record_set_string(&rec, REC_COST_UNKNOWN_REASON, "a local run uses no Azure compute");
+  envs = json_array();
+  assert_int_equal(telemetry_envelopes(&o, &rec, NOW, TELEMETRY_ALL, envs), 0);
+  assert_string_equal(prop(find(envs, "Request", 0), "cost_unknown_reason"),
+                      "a local run uses no Azure compute");
+  assert_false(has_metric(envs, "AmlRunCostUsd"));
+  json_decref(envs);
+  record_cleanup(&rec);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(pipeline_run_completed),
+      cmocka_unit_test(cost_on_spans_and_metric),
       cmocka_unit_test(step_failed_is_dependency_of_the_pipeline_request),
       cmocka_unit_test(plain_run_canceled_and_hashed_operation_id),
       cmocka_unit_test(running_run_has_no_request),
