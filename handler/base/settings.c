@@ -3,6 +3,8 @@
 
 #include <ctype.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 const char *settings_process_env(void *ctx, const char *name) {
   (void)ctx;
@@ -31,4 +33,25 @@ const char *settings_first(settings_getenv_fn getenv_fn, void *ctx,
     }
   }
   return NULL;
+}
+
+int settings_get_switch(settings_getenv_fn getenv_fn, void *ctx, const char *name,
+                        bool fallback, bool *out, struct error_info *err) {
+  static const char *const on[] = {"on", "true", "yes", "1"};
+  static const char *const off[] = {"off", "false", "no", "0"};
+  const char *v = settings_get(getenv_fn, ctx, name);
+  *out = fallback;
+  if (!v)
+    return RESULT_OK;
+  size_t len = strlen(v);
+  while (len > 0 && isspace((unsigned char)v[len - 1]))
+    len--;
+  for (size_t i = 0; i < sizeof on / sizeof *on; i++) {
+    if (strlen(on[i]) == len && strncasecmp(v, on[i], len) == 0)
+      return *out = true, RESULT_OK;
+    if (strlen(off[i]) == len && strncasecmp(v, off[i], len) == 0)
+      return *out = false, RESULT_OK;
+  }
+  return error_set(err, RESULT_INVALID, name,
+                   "%s is \"%.20s\"; use on or off (true or false)", name, v);
 }

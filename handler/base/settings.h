@@ -11,6 +11,8 @@
 #ifndef HANDLER_SETTINGS_H
 #define HANDLER_SETTINGS_H
 
+#include <stdbool.h>
+
 #include "base/result.h"
 
 typedef const char *(*settings_getenv_fn)(void *ctx, const char *name);
@@ -27,5 +29,11 @@ HANDLER_NODISCARD const char *settings_get(settings_getenv_fn getenv_fn, void *c
 HANDLER_NODISCARD const char *settings_first(settings_getenv_fn getenv_fn, void *ctx,
                                              const char *const *names,
                                              const char **out_name);
+
+/* A switch: `fallback` when unset; on/true/yes/1 or off/false/no/0 (any case).
+ * Anything else fails with RESULT_INVALID and `err` naming the setting. */
+HANDLER_NODISCARD int settings_get_switch(settings_getenv_fn getenv_fn, void *ctx,
+                                          const char *name, bool fallback, bool *out,
+                                          struct error_info *err);
 
 #endif

@@ -219,19 +219,6 @@ static int whole_number(settings_getenv_fn getenv_fn, void *ctx, const char *nam
   return RESULT_OK;
 }
 
-/* on/off, true/false, yes/no, 1/0 (any case). */
-static bool parse_on_off(const char *text, bool *out) {
-  static const char *const on[] = {"on", "true", "yes", "1"};
-  static const char *const off[] = {"off", "false", "no", "0"};
-  for (size_t i = 0; i < sizeof on / sizeof *on; i++) {
-    if (strcasecmp(text, on[i]) == 0)
-      return *out = true;
-    if (strcasecmp(text, off[i]) == 0)
-      return !(*out = false);
-  }
-  return false;
-}
-
 int config_load(struct config *out, settings_getenv_fn getenv_fn, void *ctx,
                 struct error_info *err) {
   memset(out, 0, sizeof *out);
@@ -301,13 +288,9 @@ int config_load(struct config *out, settings_getenv_fn getenv_fn, void *ctx,
       (r = whole_number(getenv_fn, ctx, "HANDLER_WATCH_MAX_CHECKS", 100, 1, 10000,
                         &out->watch_max_checks, err)) != RESULT_OK)
     goto fail;
-  const char *cost = settings_get(getenv_fn, ctx, "HANDLER_COST");
-  out->cost = true;
-  if (cost && !parse_on_off(cost, &out->cost)) {
-    r = error_set(err, RESULT_INVALID, "HANDLER_COST",
-                  "HANDLER_COST is \"%.20s\"; use on or off", cost);
+  if ((r = settings_get_switch(getenv_fn, ctx, "HANDLER_COST", true, &out->cost, err)) !=
+      RESULT_OK)
     goto fail;
-  }
   return RESULT_OK;
 nomem:
   r = error_set(err, RESULT_NOMEM, "", "out of memory reading the settings");

@@ -32,18 +32,6 @@ struct correlation {
   const char *operation_name;
 };
 
-static bool parse_bool(const char *text, bool *out) {
-  static const char *const yes[] = {"true", "1", "yes", "on"};
-  static const char *const no[] = {"false", "0", "no", "off", ""};
-  for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
-    if (strcasecmp(text, yes[i]) == 0)
-      return *out = true;
-  for (size_t i = 0; i < sizeof no / sizeof *no; i++)
-    if (strcasecmp(text, no[i]) == 0)
-      return !(*out = false);
-  return false;
-}
-
 int telemetry_options_init(struct telemetry_options *out, const char *ikey,
                            settings_getenv_fn getenv_fn, void *ctx,
                            struct error_info *err) {
@@ -57,11 +45,8 @@ int telemetry_options_init(struct telemetry_options *out, const char *ikey,
   } else if (gethostname(out->role_instance, sizeof out->role_instance - 1) != 0) {
     snprintf(out->role_instance, sizeof out->role_instance, "unknown");
   }
-  const char *legacy = settings_get(getenv_fn, ctx, TELEMETRY_LEGACY_TRACES_SETTING);
-  if (legacy && !parse_bool(legacy, &out->legacy_traces))
-    return error_set(err, RESULT_INVALID, TELEMETRY_LEGACY_TRACES_SETTING,
-                     "%s must be true or false", TELEMETRY_LEGACY_TRACES_SETTING);
-  return RESULT_OK;
+  return settings_get_switch(getenv_fn, ctx, TELEMETRY_LEGACY_TRACES_SETTING, false,
+                             &out->legacy_traces, err);
 }
 
 void telemetry_operation_id(const char *run_id, char out[33]) {

@@ -62,6 +62,27 @@ static void the_first_set_name_wins(void **state) {
   assert_string_equal(from, "NEW");
 }
 
+static void switches_read_one_vocabulary(void **state) {
+  const char *values[] = {"A=On", "B=false ", "C=1", "D=no", "E= ", "F=maybe", NULL};
+  struct recording_env env = {.values = values};
+  struct error_info err = {0};
+  bool v = false;
+  assert_int_equal(settings_get_switch(recording_getenv, &env, "A", false, &v, &err), 0);
+  assert_true(v);
+  assert_int_equal(settings_get_switch(recording_getenv, &env, "B", true, &v, &err), 0);
+  assert_false(v);
+  assert_int_equal(settings_get_switch(recording_getenv, &env, "C", false, &v, &err), 0);
+  assert_true(v);
+  assert_int_equal(settings_get_switch(recording_getenv, &env, "D", true, &v, &err), 0);
+  assert_false(v);
+  assert_int_equal(settings_get_switch(recording_getenv, &env, "E", true, &v, &err), 0);
+  assert_true(v); /* blank: the fallback */
+  assert_int_equal(settings_get_switch(recording_getenv, &env, "F", true, &v, &err),
+                   RESULT_INVALID);
+  assert_string_equal(err.field, "F");
+  assert_non_null(strstr(err.message, "maybe"));
+}
+
 static void the_table_has_unique_names_and_finds_aliases(void **state) {
   assert_true(config_settings_count > 20);
   for (size_t i = 0; i < config_settings_count; i++) {
@@ -129,6 +150,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(blank_is_unset_and_leading_blanks_are_skipped),
       cmocka_unit_test(the_first_set_name_wins),
+      cmocka_unit_test(switches_read_one_vocabulary),
       cmocka_unit_test(the_table_has_unique_names_and_finds_aliases),
       cmocka_unit_test(every_setting_a_module_reads_is_in_the_table),
   };
