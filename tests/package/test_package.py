@@ -75,8 +75,10 @@ STOP_SECONDS = 40  # the handler drains in-flight invocations for up to 25 s
 # The only libraries the executable may resolve at run time: glibc's.
 GLIBC_LIBS = ("linux-vdso.so.1", "ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6",
               "libpthread.so.0")
-# Everything the app folder may hold.
-APP_FILES = {"host.json", ".funcignore", f"{FUNCTION}/function.json"}
+# Everything the app folder may hold: the host files and every function folder's
+# function.json (the event function and the workspace watch).
+APP_FILES = {"host.json", ".funcignore"} | {
+    str(p.relative_to(REPO)) for p in REPO.glob("*/function.json")}
 
 EVENT = {
     "id": "4c0d1e5a-7a7e-4d1f-9b7d-2f3c6a1b0c01",
