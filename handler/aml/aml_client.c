@@ -38,6 +38,7 @@
 #include "azure/http_client.h"
 #include "base/jsonx.h"
 #include "base/log.h"
+#include "base/text.h"
 #include "base/lookup_cache.h"
 #include "base/loopback.h"
 #include "aml/run_details.h"
@@ -144,23 +145,6 @@ bool aml_client_url_trusted(const char *url) {
   return loopback_url(url);
 }
 
-static char *format(const char *fmt, ...) HANDLER_PRINTF(1, 2);
-static char *format(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return NULL;
-  char *out = malloc((size_t)n + 1);
-  if (!out)
-    return NULL;
-  va_start(ap, fmt);
-  vsnprintf(out, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return out;
-}
-
 /* A path segment: percent-escaped, and never a dot segment. NULL for an empty
  * id or no memory. */
 static char *segment(const char *id) {
@@ -174,7 +158,8 @@ static char *segment(const char *id) {
 }
 
 static char *lower_key(const char *a, const char *b, const char *c, const char *d) {
-  char *key = d ? format("%s/%s/%s/%s", a, b, c, d) : format("%s/%s/%s", a, b, c);
+  char *key =
+      d ? text_format("%s/%s/%s/%s", a, b, c, d) : text_format("%s/%s/%s", a, b, c);
   for (char *p = key; p && *p; p++)
     *p = (char)tolower((unsigned char)*p);
   return key;
@@ -292,9 +277,9 @@ done:
 static int discover(struct call *call, char **out_api, struct error_info *err) {
   struct aml_client *c = call->client;
   json_t *workspace = NULL, *discovery = NULL;
-  char *url = format("%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER
-                     "/%s?api-version=" ARM_API_VERSION,
-                     c->arm, call->sub, call->rg, call->ws);
+  char *url = text_format("%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER
+                          "/%s?api-version=" ARM_API_VERSION,
+                          c->arm, call->sub, call->rg, call->ws);
   int result = RESULT_NOMEM;
   *out_api = NULL;
   if (!url)
@@ -368,8 +353,9 @@ static int workspace_api(struct call *call, char **out_api, struct error_info *e
 /* The history prefix for this workspace: {api}/history/v1.0/subscriptions/... */
 static char *history_url(struct call *call, const char *api, const char *family,
                          const char *tail) {
-  return format("%s/%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER "/%s%s",
-                api, family, call->sub, call->rg, call->ws, tail);
+  return text_format("%s/%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER
+                     "/%s%s",
+                     api, family, call->sub, call->rg, call->ws, tail);
 }
 
 /* GET the run's RunDetails (details=true) or Run document. */
@@ -381,8 +367,9 @@ static int get_run(struct call *call, const char *api, const char *experiment_id
   int result = RESULT_NOMEM;
   if (!run || (experiment_id && !exp))
     goto done;
-  tail = exp ? format("/experimentids/%s/runs/%s%s", exp, run, details ? "/details" : "")
-             : format("/runs/%s%s", run, details ? "/details" : "");
+  tail = exp ? text_format("/experimentids/%s/runs/%s%s", exp, run,
+                           details ? "/details" : "")
+             : text_format("/runs/%s%s", run, details ? "/details" : "");
   if (!tail || !(url = history_url(call, api, "history/v1.0", tail)))
     goto done;
   atomic_fetch_add(&call->client->run_requests, 1);
@@ -546,9 +533,9 @@ static void add_metrics(struct call *call, const char *api, struct record *rec) 
   int64_t now = time_mono_ms();
   if (call->deadline_ms > now)
     sub.deadline_ms = now + (call->deadline_ms - now) / 2;
-  if (!lists || !body || !run || !(list_tail = format("/runs/%s/list", run)) ||
+  if (!lists || !body || !run || !(list_tail = text_format("/runs/%s/list", run)) ||
       !(list_url = history_url(call, api, "metric/v2.0", list_tail)) ||
-      !(full_tail = format("/runs/%s/full", run)) ||
+      !(full_tail = text_format("/runs/%s/full", run)) ||
       !(full_url = history_url(call, api, "metric/v2.0", full_tail)))
     goto done;
   result = fetch_pages(&sub, list_url, body, "metrics list", lists, &err);
@@ -620,9 +607,9 @@ static int add_cost(struct call *call, const char *api, const json_t *run,
   int64_t now = time_mono_ms(), left = call->deadline_ms - now;
   sub.deadline_ms =
       now + (left / 2 < AML_CLIENT_COST_MAX_MS ? left / 2 : AML_CLIENT_COST_MAX_MS);
-  char *computes =
-      format("%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER "/%s/computes/",
-             c->arm, call->sub, call->rg, call->ws);
+  char *computes = text_format("%s/subscriptions/%s/resourceGroups/%s/" WORKSPACE_PROVIDER
+                               "/%s/computes/",
+                               c->arm, call->sub, call->rg, call->ws);
   char *key = lower_key(call->ev->subscription_id, call->ev->resource_group,
                         call->ev->workspace, "");
   char *runs = history_url(call, api, "history/v1.0", "/runs/");
@@ -661,7 +648,7 @@ static int get_token(struct call *call, struct error_info *err) {
     result = credential_get_token(c->cred, c->scope, call->deadline_ms, &token, err);
   else
     result = error_set(err, RESULT_DENIED, "", "no Azure credential configured");
-  if (result == RESULT_OK && !(call->auth = format("Bearer %s", token)))
+  if (result == RESULT_OK && !(call->auth = text_format("Bearer %s", token)))
     result = RESULT_NOMEM;
   if (token) {
     memset(token, 0, strlen(token));
@@ -807,7 +794,7 @@ static char *arm_scope(const char *arm) {
   if (strncasecmp(host, "management.", 11) != 0)
     return strdup(CREDENTIAL_SCOPE_ARM_DEFAULT);
   size_t host_len = strcspn(host, "/:");
-  return format("%.*s/.default", (int)(host - arm + host_len), arm);
+  return text_format("%.*s/.default", (int)(host - arm + host_len), arm);
 }
 
 int aml_client_new(struct credential *cred, settings_getenv_fn getenv_fn, void *ctx,

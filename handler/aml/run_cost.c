@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "azure/http_client.h"
+#include "base/text.h"
 #include "base/log.h"
 #include "base/timeutil.h"
 #include "cost/cost.h"
@@ -36,14 +37,6 @@ static bool unknown(struct priced *out, const char *fmt, ...) {
   vsnprintf(out->reason, sizeof out->reason, fmt, ap);
   va_end(ap);
   out->known = false;
-  return false;
-}
-
-static bool contains_ci(const char *text, const char *needle) {
-  size_t n = strlen(needle);
-  for (const char *t = text; t && *t; t++)
-    if (strncasecmp(t, needle, n) == 0)
-      return true;
   return false;
 }
 
@@ -134,7 +127,7 @@ static bool placement(const struct run_cost_env *env, const json_t *run,
     size = jsonx_string_ci(compute, "instanceType");
   bool unnamed = !target || !*target;
   if ((unnamed && size && *size) || (target && !strcasecmp(target, "serverless")) ||
-      (type && contains_ci(type, "serverless"))) {
+      (type && text_contains_ci(type, "serverless"))) {
     const char *where = jsonx_string_ci(compute, "region");
     const char *priority = jsonx_string_ci(compute, "priority");
     if (!size || !*size)

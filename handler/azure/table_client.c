@@ -27,6 +27,7 @@
 #include "azure/http_client.h"
 #include "base/crypto.h"
 #include "base/log.h"
+#include "base/text.h"
 
 #define ACCEPT_MINIMAL "application/json;odata=minimalmetadata"
 #define ACCEPT_NONE "application/json;odata=nometadata"
@@ -49,27 +50,12 @@ struct table_client {
   atomic_uint_fast64_t generation; /* times TableNotFound made us create it again */
 };
 
-static char *format(const char *fmt, ...) HANDLER_PRINTF(1, 2);
-static char *format(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  char *out = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (!out)
-    return NULL;
-  va_start(ap, fmt);
-  vsnprintf(out, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return out;
-}
-
 char *table_string_to_sign(const char *verb, const char *content_md5,
                            const char *content_type, const char *date,
                            const char *account, const char *path, const char *comp) {
-  return format("%s\n%s\n%s\n%s\n/%s%s%s%s", verb, content_md5 ? content_md5 : "",
-                content_type ? content_type : "", date, account, path,
-                comp ? "?comp=" : "", comp ? comp : "");
+  return text_format("%s\n%s\n%s\n%s\n/%s%s%s%s", verb, content_md5 ? content_md5 : "",
+                     content_type ? content_type : "", date, account, path,
+                     comp ? "?comp=" : "", comp ? comp : "");
 }
 
 char *table_shared_key(const char *account, const uint8_t *key, size_t key_len,
@@ -77,7 +63,7 @@ char *table_shared_key(const char *account, const uint8_t *key, size_t key_len,
   uint8_t mac[32];
   crypto_hmac_sha256(key, key_len, string_to_sign, strlen(string_to_sign), mac);
   char *sig = crypto_base64(mac, sizeof mac);
-  char *out = sig ? format("SharedKey %s:%s", account, sig) : NULL;
+  char *out = sig ? text_format("SharedKey %s:%s", account, sig) : NULL;
   free(sig);
   return out;
 }
@@ -206,12 +192,12 @@ static int send_call(struct table_client *c, const struct call *call, int64_t de
   struct tm tm;
   gmtime_r(&now, &tm);
   strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  url = format("%s%s%s%s", c->endpoint, call->resource, call->query ? "?" : "",
-               call->query ? call->query : "");
+  url = text_format("%s%s%s%s", c->endpoint, call->resource, call->query ? "?" : "",
+                    call->query ? call->query : "");
   if (!url)
     goto done;
   if (c->key) {
-    if (!(path = format("%s%s", c->path, call->resource)) ||
+    if (!(path = text_format("%s%s", c->path, call->resource)) ||
         !(sts = table_string_to_sign(call->method, NULL, CONTENT_TYPE, date, c->account,
                                      path, NULL)) ||
         !(auth = table_shared_key(c->account, c->key, c->key_len, sts)))
@@ -221,7 +207,7 @@ static int send_call(struct table_client *c, const struct call *call, int64_t de
     if ((r = credential_get_token(c->cred, STORAGE_SCOPE, deadline_ms, &token, err)) !=
         RESULT_OK)
       goto done;
-    auth = format("Bearer %s", token);
+    auth = text_format("Bearer %s", token);
     memset(token, 0, strlen(token));
     free(token);
     r = RESULT_NOMEM;
@@ -368,7 +354,7 @@ static int ensure_table(struct table_client *c, int64_t deadline_ms,
 
 static char *entity_resource(const struct table_client *c, const char *pk,
                              const char *rk) {
-  return format("/%s(PartitionKey='%s',RowKey='%s')", c->table, pk, rk);
+  return text_format("/%s(PartitionKey='%s',RowKey='%s')", c->table, pk, rk);
 }
 
 static bool key_ok(const char *key) {
@@ -446,8 +432,8 @@ static int write_entity(struct table_client *c, const char *method, const json_t
   int r = ensure_table(c, deadline_ms, err);
   if (r != RESULT_OK)
     return r;
-  char *res =
-      strcmp(method, "POST") == 0 ? format("/%s", c->table) : entity_resource(c, pk, rk);
+  char *res = strcmp(method, "POST") == 0 ? text_format("/%s", c->table)
+                                          : entity_resource(c, pk, rk);
   char *body = entity_body(entity);
   if (!res || !body) {
     free(res);
@@ -516,13 +502,14 @@ int table_client_query(struct table_client *c, const char *filter, int top,
   char *npk =
       cont->next_partition_key ? http_client_escape(cont->next_partition_key) : NULL;
   char *nrk = cont->next_row_key ? http_client_escape(cont->next_row_key) : NULL;
-  char *res = format("/%s()", c->table);
-  char *query = format("$top=%d%s%s%s%s%s%s",
-                       top < 1      ? 1
-                       : top > 1000 ? 1000
-                                    : top,
-                       f ? "&$filter=" : "", f ? f : "", npk ? "&NextPartitionKey=" : "",
-                       npk ? npk : "", nrk ? "&NextRowKey=" : "", nrk ? nrk : "");
+  char *res = text_format("/%s()", c->table);
+  char *query =
+      text_format("$top=%d%s%s%s%s%s%s",
+                  top < 1      ? 1
+                  : top > 1000 ? 1000
+                               : top,
+                  f ? "&$filter=" : "", f ? f : "", npk ? "&NextPartitionKey=" : "",
+                  npk ? npk : "", nrk ? "&NextRowKey=" : "", nrk ? nrk : "");
   free(f);
   free(npk);
   free(nrk);

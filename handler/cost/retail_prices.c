@@ -23,6 +23,7 @@
 #include <strings.h>
 
 #include "azure/http_client.h"
+#include "base/text.h"
 #include "base/log.h"
 #include "base/loopback.h"
 #include "base/lookup_cache.h"
@@ -44,14 +45,6 @@ struct retail_prices {
 };
 
 /* ---- choosing the item ------------------------------------------------------- */
-
-static bool contains_ci(const char *text, const char *needle) {
-  size_t n = strlen(needle);
-  for (const char *t = text; t && *t; t++)
-    if (strncasecmp(t, needle, n) == 0)
-      return true;
-  return false;
-}
 
 static bool equals_ci(const char *a, const char *b) {
   return a && b && strcasecmp(a, b) == 0;
@@ -76,13 +69,13 @@ static int item_rank(const json_t *item, const struct price_query *q, double *ou
       (currency && !equals_ci(currency, "USD")) ||
       !equals_ci(jsonx_string_ci(item, "armRegionName"), q->region) ||
       !equals_ci(jsonx_string_ci(item, "armSkuName"), q->vm_size) ||
-      contains_ci(jsonx_string_ci(item, "productName"), "Windows") ||
+      text_contains_ci(jsonx_string_ci(item, "productName"), "Windows") ||
       (number_at(item, "tierMinimumUnits", &tier) && tier != 0) ||
       !number_at(item, "retailPrice", out_usd) || !(*out_usd > 0))
     return -1;
   bool low_priority =
-      contains_ci(sku, "Low Priority") || contains_ci(meter, "Low Priority");
-  bool spot = contains_ci(sku, "Spot") || contains_ci(meter, "Spot");
+      text_contains_ci(sku, "Low Priority") || text_contains_ci(meter, "Low Priority");
+  bool spot = text_contains_ci(sku, "Spot") || text_contains_ci(meter, "Spot");
   if (q->low_priority != (low_priority || spot))
     return -1;
   int rank = q->low_priority && !low_priority ? 2 : 0; /* Low Priority before Spot */
