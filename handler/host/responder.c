@@ -24,14 +24,12 @@ void responder_free(struct responder *resp) {
   free(resp);
 }
 
-/* The JSON answer: the host's invocation result shape, plus "error" on failure. */
-static char *invocation_body(const char *log_line, const char *error_code,
-                             const struct error_info *err) {
-  json_t *logs = json_array();
-  if (logs && log_line && *log_line)
-    json_array_append_new(logs, json_string(log_line));
+/* The JSON answer: the host's invocation result shape with `logs` (borrowed),
+ * plus "error" on failure. */
+static char *answer_body(json_t *logs, const char *error_code,
+                         const struct error_info *err) {
   json_t *body =
-      logs ? json_pack("{s:{},s:o,s:n}", "Outputs", "Logs", logs, "ReturnValue") : NULL;
+      logs ? json_pack("{s:{},s:O,s:n}", "Outputs", "Logs", logs, "ReturnValue") : NULL;
   if (body && error_code)
     json_object_set_new(
         body, "error",
@@ -41,16 +39,14 @@ static char *invocation_body(const char *log_line, const char *error_code,
   return text;
 }
 
-/* The answer of a timer invocation: the tick's lines as Logs. */
-static char *timer_body(json_t *logs, const char *error_code,
-                        const struct error_info *err) {
-  json_t *body = json_pack("{s:{},s:O,s:n}", "Outputs", "Logs", logs, "ReturnValue");
-  if (body && error_code)
-    json_object_set_new(
-        body, "error",
-        json_pack("{s:s,s:s}", "code", error_code, "message", err->message));
-  char *text = body ? jsonx_dump(body) : NULL;
-  json_decref(body);
+/* The answer of an event invocation: its one log line, if any. */
+static char *invocation_body(const char *log_line, const char *error_code,
+                             const struct error_info *err) {
+  json_t *logs = json_array();
+  if (logs && log_line && *log_line)
+    json_array_append_new(logs, json_string(log_line));
+  char *text = answer_body(logs, error_code, err);
+  json_decref(logs);
   return text;
 }
 
@@ -72,7 +68,7 @@ static void invoke_timer(struct responder *resp, const struct invocation *inv,
       json_array_append_new(logs, json_string("the timer was past due"));
   }
   response->status = r == RESULT_OK ? 200 : 500;
-  response->body = timer_body(logs, r == RESULT_OK ? NULL : "WatchFailed", &err);
+  response->body = answer_body(logs, r == RESULT_OK ? NULL : "WatchFailed", &err);
   json_decref(logs);
 }
 
