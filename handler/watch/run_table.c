@@ -319,7 +319,7 @@ static int attempt_write(struct run_table *rt, const json_t *fresh, const char *
     if (stored) {
       int64_t since = 0;
       run_entity_since_ms(stored, &since);
-      cache_put(rt, pk, run_entity_string(stored, "Status"), since,
+      cache_put(rt, key, run_entity_string(stored, "Status"), since,
                 run_entity_open(stored), if_match);
     }
     json_decref(stored);

@@ -25,6 +25,9 @@
 #include "azure/table_client.h"
 #include "azure/table_client_testing.h"
 #include "base/crypto.h"
+#include "core/event.h"
+#include "core/record.h"
+#include "watch/run_table.h"
 
 #define MAX_SENT 8
 
@@ -263,6 +266,48 @@ static void identity_uses_a_storage_token(void **state) {
   credential_set_transport_for_test(NULL, NULL);
 }
 
+/* An event for a run another instance wrote: the insert loses (409), the read
+ * shows the same status, and what was read is remembered, so the same event
+ * again costs no request. */
+static void run_table_remembers_what_it_read(void **state) {
+  struct script s = {
+      .answers = {{201},
+                  {409, "{\"odata.error\":{\"code\":\"EntityAlreadyExists\"}}"},
+                  {200,
+                   "{\"Status\":\"Running\",\"Since\":\"2026-01-01T00:00:00Z\","
+                   "\"Open\":true}",
+                   "W/\"1\""},
+                  {409, "{\"odata.error\":{\"code\":\"EntityAlreadyExists\"}}"},
+                  {200,
+                   "{\"Status\":\"Running\",\"Since\":\"2026-01-01T00:00:00Z\","
+                   "\"Open\":true}",
+                   "W/\"1\""}}};
+  struct run_table *rt = run_table_new(dev_client(&s));
+  struct error_info err = {0};
+  struct aml_event ev = {.type = AML_EVENT_RUN_STATUS_CHANGED,
+                         .id = "e1",
+                         .time = "2026-01-01T00:00:00Z",
+                         .subscription_id = "Sub",
+                         .resource_group = "rg",
+                         .workspace = "ws",
+                         .run_id = "run-1",
+                         .run_status = "Running",
+                         .run_kind = RUN_KIND_PLAIN};
+  struct record rec;
+  record_init(&rec);
+  assert_int_equal(run_table_record_event(rt, &ev, &rec, INT64_MAX, &err), RESULT_OK);
+  assert_int_equal(s.sent_count, 3);
+  assert_string_equal(s.sent[2].method, "GET");
+  assert_non_null(strstr(s.sent[2].url, "(PartitionKey='sub~2Frg~2Fws',RowKey='run-1')"));
+  assert_int_equal(run_table_record_event(rt, &ev, &rec, INT64_MAX, &err), RESULT_OK);
+  assert_int_equal(s.sent_count, 3);
+  struct run_table_stats st;
+  run_table_get_stats(rt, &st);
+  assert_int_equal(st.unchanged, 2);
+  record_cleanup(&rec);
+  run_table_free(rt);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(insert_creates_the_table_first_then_conflicts),
@@ -270,6 +315,7 @@ int main(void) {
       cmocka_unit_test(missing_entity_table_and_refusals),
       cmocka_unit_test(query_pages),
       cmocka_unit_test(identity_uses_a_storage_token),
+      cmocka_unit_test(run_table_remembers_what_it_read),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
