@@ -65,13 +65,16 @@ static int64_t threshold_ms(const struct config *cfg, const char *status) {
   return (int64_t)cfg->stuck_waiting_minutes * 60 * 1000;
 }
 
-/* Every open entity (a new array), or NULL with err; *out_complete false when
- * the deadline stopped the listing. */
-static json_t *list_open(struct table_client *tc, int64_t deadline_ms, bool *out_complete,
-                         struct error_info *err) {
+/* Every open entity (*out_all, a new array), or the failure with err;
+ * *out_complete false when the deadline stopped the listing. */
+static int list_open(struct table_client *tc, int64_t deadline_ms, bool *out_complete,
+                     json_t **out_all, struct error_info *err) {
   json_t *all = json_array();
   struct table_continuation cont = {0};
   *out_complete = true;
+  *out_all = NULL;
+  if (!all)
+    return error_set(err, RESULT_NOMEM, "", "out of memory listing runs");
   do {
     if (time_mono_ms() >= deadline_ms - CHECK_RESERVE_MS) {
       *out_complete = false;
@@ -84,16 +87,18 @@ static json_t *list_open(struct table_client *tc, int64_t deadline_ms, bool *out
       *out_complete = false;
       break;
     }
+    if (r == RESULT_OK && json_array_extend(all, page) != 0)
+      r = error_set(err, RESULT_NOMEM, "", "out of memory listing runs");
+    json_decref(page);
     if (r != RESULT_OK) {
       json_decref(all);
       table_continuation_cleanup(&cont);
-      return NULL;
+      return r;
     }
-    json_array_extend(all, page);
-    json_decref(page);
   } while (cont.next_partition_key || cont.next_row_key);
   table_continuation_cleanup(&cont);
-  return all;
+  *out_all = all;
+  return RESULT_OK;
 }
 
 /* Candidates first: never reported for their status, then least recently
@@ -501,18 +506,21 @@ int workspace_watch_tick(struct workspace_watch *w, int64_t now_ms, int64_t dead
   memset(rep, 0, sizeof *rep);
   pthread_mutex_lock(&w->lock);
   bool complete = true;
-  json_t *open = list_open(run_table_client(w->o.runs), deadline_ms, &complete, err);
-  if (!open) {
+  json_t *open = NULL;
+  int listed = list_open(run_table_client(w->o.runs), deadline_ms, &complete, &open, err);
+  if (listed != RESULT_OK) {
     pthread_mutex_unlock(&w->lock);
-    log_error("event=watch_tick_failed step=list reason=\"%s\"", err->message);
-    return err->message[0] ? RESULT_TRANSIENT : RESULT_NOMEM;
+    log_error("event=watch_tick_failed step=list result=\"%s\" reason=\"%s\"",
+              result_str(listed), err->message);
+    return listed;
   }
   size_t n = json_array_size(open), i;
   rep->open = (unsigned)n;
   bool *closed = calloc(n + 1, sizeof *closed);
   json_t **cands = calloc(n + 1, sizeof *cands);
-  size_t *index = calloc(n + 1, sizeof *index);
-  int r = closed && cands && index ? RESULT_OK : RESULT_NOMEM;
+  int r = closed && cands
+              ? RESULT_OK
+              : error_set(err, RESULT_NOMEM, "", "out of memory listing runs");
   size_t c = 0;
   json_t *e;
   json_array_foreach(open, i, e) {
@@ -577,7 +585,6 @@ int workspace_watch_tick(struct workspace_watch *w, int64_t now_ms, int64_t dead
   }
   free(closed);
   free(cands);
-  free(index);
   json_decref(open);
   return r;
 }
