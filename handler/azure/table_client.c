@@ -251,10 +251,12 @@ done:
   return r;
 }
 
-/* The service's error code ("TableNotFound", "EntityAlreadyExists"), or "". */
+/* The service's error code ("TableNotFound", "EntityAlreadyExists"), or "".
+ * A success is not parsed: its body (a query page of up to 8 MiB) is the
+ * caller's to read. */
 static void error_code(const struct http_response *resp, char *buf, size_t size) {
   buf[0] = '\0';
-  json_t *doc = resp->body && resp->body_len
+  json_t *doc = resp->status >= 300 && resp->body && resp->body_len
                     ? jsonx_parse(resp->body, resp->body_len, 8, NULL, NULL)
                     : NULL;
   const char *code = jsonx_string_ci(jsonx_get_ci(doc, "odata.error"), "code");
