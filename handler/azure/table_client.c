@@ -42,6 +42,7 @@ struct table_client {
   size_t key_len;
   struct credential *cred;
   char *table;
+  const char *setting;         /* the account's setting (static text), for messages */
   http_transport_fn transport; /* tests; NULL: http_client_send_retry */
   void *transport_ctx;
   atomic_bool created;
@@ -140,6 +141,7 @@ int table_client_new(const struct storage_account *account, struct credential *c
     c->key_len = account->key_len;
   }
   c->cred = cred;
+  c->setting = account->setting;
   *out = c;
   return RESULT_OK;
 nomem:
@@ -280,9 +282,9 @@ static int judge(const struct table_client *c, const struct http_response *resp,
   if (s == 401 || s == 403)
     return error_set(
         err, RESULT_DENIED, "",
-        "%s refused (HTTP %ld%s%s): the account key of AzureWebJobsStorage, or "
-        "the identity's role on the account",
-        what, s, code[0] ? " " : "", code);
+        "%s refused (HTTP %ld%s%s): check %s (the account key it holds, or the "
+        "identity's role on the account)",
+        what, s, code[0] ? " " : "", code, c->setting);
   if (s == 408 || s == 429 || s >= 500)
     return error_set(err, RESULT_TRANSIENT, "", "%s: HTTP %ld %s (table %s)", what, s,
                      code, c->table);

@@ -254,9 +254,13 @@ static void identity_uses_a_storage_token(void **state) {
   assert_int_equal(table_client_new(a, NULL, "amlruns", &tc, &err), RESULT_INVALID);
   assert_string_equal(err.field, "AzureWebJobsStorage__accountName");
   assert_int_equal(table_client_new(a, cred, "amlruns", &tc, &err), RESULT_OK);
-  struct script s = {.answers = {{204}}};
+  struct script s = {
+      .answers = {{204}, {403, "{\"odata.error\":{\"code\":\"AuthorizationFailure\"}}"}}};
   table_client_set_transport_for_test(tc, scripted, &s);
   assert_int_equal(table_client_create_table(tc, INT64_MAX, &err), RESULT_OK);
+  json_t *e = NULL;
+  assert_int_equal(table_client_get(tc, "p", "r", INT64_MAX, &e, &err), RESULT_DENIED);
+  assert_non_null(strstr(err.message, "check AzureWebJobsStorage__accountName "));
   assert_string_equal(s.sent[0].url, "https://acct.table.core.windows.net/Tables");
   assert_string_equal(s.sent[0].auth, "Bearer storage-token");
   assert_non_null(strstr(token_body, "scope=https%3A%2F%2Fstorage.azure.com%2F.default"));
