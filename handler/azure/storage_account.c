@@ -19,6 +19,17 @@ static bool endpoint_usable(const char *url) {
   return strncasecmp(url, "http://", 7) == 0 && loopback_url(url);
 }
 
+/* Storage account names are letters and digits: nothing that could move the
+ * host of an endpoint built from one. */
+static bool account_name_ok(const char *name) {
+  if (!*name)
+    return false;
+  for (const char *c = name; *c; c++)
+    if (!isalnum((unsigned char)*c))
+      return false;
+  return true;
+}
+
 /* A copy without surrounding spaces (and, for a URL, trailing slashes). */
 static char *trimmed_copy(const char *text, size_t len, bool url) {
   while (len > 0 && isspace((unsigned char)*text))
@@ -121,6 +132,11 @@ int storage_account_parse(const char *cs, struct storage_account **out,
     if (!(a->account_name = trimmed_copy(p.name, p.name_len, false)) ||
         !(key_text = trimmed_copy(p.key, p.key_len, false)))
       goto fail;
+    if (!account_name_ok(a->account_name)) {
+      r = error_set(err, RESULT_INVALID, STORAGE_SETTING,
+                    "the AccountName of %s must be letters and digits", STORAGE_SETTING);
+      goto fail;
+    }
     if (p.table) {
       a->table_endpoint = trimmed_copy(p.table, p.table_len, true);
     } else {
@@ -140,10 +156,10 @@ int storage_account_parse(const char *cs, struct storage_account **out,
                   "the AccountKey of %s is not base64", STORAGE_SETTING);
     goto fail;
   }
-  if (!endpoint_usable(a->table_endpoint)) {
+  if (!endpoint_usable(a->table_endpoint) || strpbrk(a->table_endpoint, "?#")) {
     r = error_set(err, RESULT_INVALID, STORAGE_SETTING,
-                  "the Table endpoint of %s must be https (http only to a loopback host, "
-                  "as Azurite is)",
+                  "the Table endpoint of %s must be an https URL without a query (http "
+                  "only to a loopback host, as Azurite is)",
                   STORAGE_SETTING);
     goto fail;
   }
@@ -171,13 +187,12 @@ static int identity_account(const char *uri, const char *name,
     return error_set(err, RESULT_NOMEM, "", "out of memory");
   a->setting = uri ? STORAGE_SETTING_TABLE_URI : STORAGE_SETTING_ACCOUNT_NAME;
   if (!uri) {
-    for (const char *c = name; *c; c++)
-      if (!isalnum((unsigned char)*c)) {
-        storage_account_free(a);
-        return error_set(err, RESULT_INVALID, STORAGE_SETTING_ACCOUNT_NAME,
-                         "%s must be a storage account name (letters and digits)",
-                         STORAGE_SETTING_ACCOUNT_NAME);
-      }
+    if (!account_name_ok(name)) {
+      storage_account_free(a);
+      return error_set(err, RESULT_INVALID, STORAGE_SETTING_ACCOUNT_NAME,
+                       "%s must be a storage account name (letters and digits)",
+                       STORAGE_SETTING_ACCOUNT_NAME);
+    }
     snprintf(url, sizeof url, "https://%.100s.table.core.windows.net", name);
     uri = url;
   }
@@ -186,7 +201,7 @@ static int identity_account(const char *uri, const char *name,
     storage_account_free(a);
     return error_set(err, RESULT_NOMEM, "", "out of memory");
   }
-  if (!endpoint_usable(a->table_endpoint) || strchr(a->table_endpoint, '?')) {
+  if (!endpoint_usable(a->table_endpoint) || strpbrk(a->table_endpoint, "?#")) {
     const char *which = a->setting;
     storage_account_free(a);
     return error_set(err, RESULT_INVALID, which,

@@ -131,6 +131,10 @@ static void refused_connection_strings(void **state) {
       "AccountName=acct;SharedAccessSignature=sv=2020&sig=x",
       "DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=YW55IGNhcm5hbCBwbGVhcw="
       "=",
+      /* A name that would move the host the signed requests go to. */
+      "AccountName=evil.example/x#;AccountKey=YW55IGNhcm5hbCBwbGVhcw==",
+      "AccountName=acct;AccountKey=YW55IGNhcm5hbCBwbGVhcw==;"
+      "TableEndpoint=https://acct.table.core.windows.net/?sv=1",
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     struct storage_account *a = NULL;
