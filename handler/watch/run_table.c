@@ -12,6 +12,10 @@
 #include "base/timeutil.h"
 
 #define MAX_ATTEMPTS 5
+/* Table storage keys are strings of up to 1 KiB ("Understanding the Table
+ * service data model"); the service counts UTF-16, so 512 escaped (ASCII)
+ * characters is the most that surely fits. */
+#define MAX_KEY_CHARS 512
 
 /* What this instance last wrote or read of a run: lets most events cost one
  * request (an insert for a new run, a conditional merge with the remembered
@@ -352,6 +356,17 @@ int run_table_record_event(struct run_table *rt, const struct aml_event *ev,
   if (!fresh || !key) {
     json_decref(fresh);
     return error_set(err, RESULT_NOMEM, "", "out of memory building a run entity");
+  }
+  if (strlen(run_entity_string(fresh, "PartitionKey")) > MAX_KEY_CHARS ||
+      strlen(run_entity_string(fresh, "RowKey")) > MAX_KEY_CHARS) {
+    /* The service would refuse it (400) on every redelivery: not tracked. */
+    log_warn("event=run_table_skipped run_id=%.100s reason=\"the run id or workspace is "
+             "too long for a table key\"",
+             ev->run_id);
+    atomic_fetch_add(&rt->unchanged, 1);
+    free(key);
+    json_decref(fresh);
+    return RESULT_OK;
   }
   cache_check_generation(rt);
   int r = RESULT_TRANSIENT;

@@ -23,7 +23,9 @@
  * usually costs one request (insert or merge) or none (duplicate, older, closed);
  * an event for a run another instance wrote costs a read more. When the table
  * client had to create the table again (it vanished: an emulator restarted
- * empty), what the instance remembered is forgotten.
+ * empty), what the instance remembered is forgotten. A run whose escaped
+ * key would exceed Table storage's key size (a run id of hundreds of
+ * characters) is not tracked: logged, and the event goes on.
  *
  * Terminal runs are marked closed (Open = false), not deleted: an event older
  * than the terminal one can still arrive (Event Grid retries for 24 hours, out of

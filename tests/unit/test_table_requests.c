@@ -312,6 +312,34 @@ static void run_table_remembers_what_it_read(void **state) {
   run_table_free(rt);
 }
 
+/* A run id too long for a table key would be refused (400) on every
+ * redelivery: the run is not tracked and the event goes on. */
+static void run_table_skips_a_key_too_long(void **state) {
+  struct script s = {
+      .answers = {{201}, {400, "{\"odata.error\":{\"code\":\"OutOfRangeInput\"}}"}}};
+  struct run_table *rt = run_table_new(dev_client(&s));
+  struct error_info err = {0};
+  char run_id[300];
+  for (size_t i = 0; i < sizeof run_id - 1; i += 2)
+    memcpy(run_id + i, "r/", 2);
+  run_id[sizeof run_id - 1] = '\0';
+  struct aml_event ev = {.type = AML_EVENT_RUN_STATUS_CHANGED,
+                         .id = "e1",
+                         .time = "2026-01-01T00:00:00Z",
+                         .subscription_id = "sub",
+                         .resource_group = "rg",
+                         .workspace = "ws",
+                         .run_id = run_id,
+                         .run_status = "Running",
+                         .run_kind = RUN_KIND_PLAIN};
+  struct record rec;
+  record_init(&rec);
+  assert_int_equal(run_table_record_event(rt, &ev, &rec, INT64_MAX, &err), RESULT_OK);
+  assert_int_equal(s.sent_count, 0);
+  record_cleanup(&rec);
+  run_table_free(rt);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(insert_creates_the_table_first_then_conflicts),
@@ -320,6 +348,7 @@ int main(void) {
       cmocka_unit_test(query_pages),
       cmocka_unit_test(identity_uses_a_storage_token),
       cmocka_unit_test(run_table_remembers_what_it_read),
+      cmocka_unit_test(run_table_skips_a_key_too_long),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
