@@ -16,6 +16,7 @@
 
 #define PAGE 1000
 #define PURGE_PER_TICK 100
+#define PURGE_PAGES 10
 /* A check is started only with this much of the tick's budget left. */
 #define CHECK_RESERVE_MS 1500
 
@@ -472,29 +473,37 @@ static int export_gauges(struct workspace_watch *w, json_t *open, const bool *cl
 }
 
 /* Deletes closed runs past the retention (bounded; failures wait for the next
- * tick). */
+ * tick). The query scans the whole table, and the service may answer a page
+ * with no entities but a continuation (a partition boundary, its time limit):
+ * the pages are followed, up to PURGE_PAGES of them. */
 static unsigned purge(struct workspace_watch *w, int64_t now_ms, int64_t deadline_ms) {
   char cutoff[40], filter[96];
   time_format_iso8601(now_ms - RUN_TABLE_RETENTION_MS, cutoff, sizeof cutoff);
   snprintf(filter, sizeof filter, "Open eq false and ClosedAt lt '%s'", cutoff);
   struct table_continuation cont = {0};
   struct error_info err;
-  json_t *page = NULL, *e;
-  unsigned purged = 0;
-  size_t i;
+  unsigned purged = 0, seen = 0;
   struct table_client *tc = run_table_client(w->o.runs);
-  if (table_client_query(tc, filter, PURGE_PER_TICK, &cont, deadline_ms, &page, &err) ==
-      RESULT_OK) {
+  for (int pages = 0; pages < PURGE_PAGES && seen < PURGE_PER_TICK; pages++) {
+    json_t *page = NULL, *e;
+    size_t i;
+    if (time_mono_ms() >= deadline_ms - CHECK_RESERVE_MS ||
+        table_client_query(tc, filter, (int)(PURGE_PER_TICK - seen), &cont, deadline_ms,
+                           &page, &err) != RESULT_OK)
+      break;
     json_array_foreach(page, i, e) {
       if (time_mono_ms() >= deadline_ms - CHECK_RESERVE_MS)
         break;
+      seen++;
       purged += table_client_delete(tc, run_entity_string(e, "PartitionKey"),
                                     run_entity_string(e, "RowKey"),
                                     run_entity_string(e, "odata.etag"), deadline_ms,
                                     &err) == RESULT_OK;
     }
+    json_decref(page);
+    if (!cont.next_partition_key && !cont.next_row_key)
+      break;
   }
-  json_decref(page);
   table_continuation_cleanup(&cont);
   return purged;
 }
