@@ -11,7 +11,8 @@
  * A connection string wins when both kinds are set, as in Functions. Nothing
  * set: *out is NULL and RESULT_OK (the workspace watch is off). A setting that
  * is present but unusable (no AccountKey, a key that is not base64, a SAS-only
- * string, an http endpoint that is not loopback) is RESULT_INVALID naming it;
+ * string, an http endpoint that is not loopback, an endpoint with a query, an
+ * AccountName that is not letters and digits) is RESULT_INVALID naming it;
  * the message never quotes the key.
  *
  * Ownership: storage_account_free() frees what storage_account_from_env()
