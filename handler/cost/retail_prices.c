@@ -305,25 +305,32 @@ static void job_free(struct job *job) {
   free(job);
 }
 
+/* One lookup, logged and counted; `value` gets the price as cached. */
+static int logged_lookup(struct retail_prices *p, const struct price_query *q,
+                         int64_t deadline_ms, double *out_usd, char value[40],
+                         struct error_info *err) {
+  int r = lookup(p, q, deadline_ms, out_usd, err);
+  if (r == RESULT_OK) {
+    snprintf(value, 40, "%.17g", *out_usd);
+    log_info("event=retail_price_found region=%s vm_size=%s priority=%s usd_per_hour=%s",
+             q->region, q->vm_size, q->low_priority ? "low" : "dedicated", value);
+  } else {
+    atomic_fetch_add(&p->failures, 1);
+    log_warn("event=retail_price_missing region=%s vm_size=%s priority=%s reason=\"%s\"",
+             q->region, q->vm_size, q->low_priority ? "low" : "dedicated", err->message);
+  }
+  return r;
+}
+
 /* Runs one lookup and settles its cache entry. */
 static void run_job(struct job *job, int64_t deadline_ms) {
-  struct retail_prices *p = job->prices;
   struct price_query q = {job->region, job->vm_size, job->low_priority};
   struct error_info err = {0};
   double usd = 0;
   char value[40];
-  int r = lookup(p, &q, deadline_ms, &usd, &err);
-  if (r == RESULT_OK) {
-    snprintf(value, sizeof value, "%.17g", usd);
-    log_info("event=retail_price_found region=%s vm_size=%s priority=%s usd_per_hour=%s",
-             q.region, q.vm_size, q.low_priority ? "low" : "dedicated", value);
-  } else {
-    atomic_fetch_add(&p->failures, 1);
-    log_warn("event=retail_price_missing region=%s vm_size=%s priority=%s reason=\"%s\"",
-             q.region, q.vm_size, q.low_priority ? "low" : "dedicated", err.message);
-  }
-  lookup_cache_end(&p->cache, job->key, job->ticket, r == RESULT_OK ? value : NULL, r,
-                   &err);
+  int r = logged_lookup(job->prices, &q, deadline_ms, &usd, value, &err);
+  lookup_cache_end(&job->prices->cache, job->key, job->ticket,
+                   r == RESULT_OK ? value : NULL, r, &err);
 }
 
 static void *job_thread(void *arg) {
@@ -386,6 +393,19 @@ int retail_prices_hourly(struct retail_prices *p, const struct price_query *q,
   if (!key)
     return error_set(err, RESULT_NOMEM, "", "out of memory looking a price up");
   int r = lookup_cache_begin(&p->cache, key, deadline_ms, &value, &ticket, err);
+  if (r == RESULT_OK && !value && ticket == 0) {
+    /* No slot to share a lookup through (every one is pending): a thread's
+     * outcome would reach nobody, so the lookup runs here, by the caller's
+     * deadline, uncached. */
+    struct error_info local = {0};
+    char text[40];
+    atomic_fetch_add(&p->lookups, 1);
+    r = logged_lookup(p, q, deadline_ms, out_usd, text, &local);
+    if (r != RESULT_OK && err)
+      *err = local;
+    free(key);
+    return r;
+  }
   if (r == RESULT_OK && !value) {
     atomic_fetch_add(&p->lookups, 1);
     if (!(job = calloc(1, sizeof *job)) || !(job->key = strdup(key)) ||

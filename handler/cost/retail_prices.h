@@ -19,7 +19,9 @@
  * runs on a thread of its own with its own deadline (RETAIL_PRICES_LOOKUP_MS),
  * one per key however many runs ask at once; callers wait for it only until
  * their own deadline, so a slow API delays no invocation past its share of
- * time, and the price that arrives later serves the next runs.
+ * time, and the price that arrives later serves the next runs. With every
+ * cache slot held by a running lookup, a caller looks its price up on its own
+ * thread, by its own deadline, uncached.
  *
  * Results of retail_prices_hourly(): RESULT_OK with the price; otherwise the
  * reason as a sentence in `err` (never a failed invocation: the caller records

@@ -3,8 +3,8 @@
  * Reservation, an older price and a secondary meter region around the one
  * Linux pay-as-you-go price), NextPageLink followed (its ":443" origin is the
  * endpoint's), a link to another host refused, the escaped filter, one lookup
- * per key (the cache), and a failed lookup remembered for five minutes, then
- * retried. */
+ * per key (the cache), a failed lookup remembered for five minutes, then
+ * retried, and a price still found with every cache slot pending. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <setjmp.h>
@@ -133,8 +133,10 @@ static struct {
   int fail;                /* non-zero: the transport fails with this */
   const char *second_link; /* NextPageLink of page 1, when set */
   bool authorization;      /* a request carried an Authorization header */
+  bool hold;               /* requests for Standard_B sizes wait until cleared */
+  pthread_cond_t released;
   char urls[8][1024];
-} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER, .released = PTHREAD_COND_INITIALIZER};
 
 static int transport(void *ctx, const struct http_request *req, struct http_response *out,
                      struct error_info *err) {
@@ -144,6 +146,8 @@ static int transport(void *ctx, const struct http_request *req, struct http_resp
   int n = fake.requests++;
   if (n < 8)
     snprintf(fake.urls[n], sizeof fake.urls[n], "%s", req->url);
+  while (fake.hold && strstr(req->url, "Standard_B"))
+    pthread_cond_wait(&fake.released, &fake.lock);
   pthread_mutex_unlock(&fake.lock);
   if (fake.fail)
     return error_set(err, fake.fail, "", "connection refused");
@@ -252,6 +256,29 @@ static void failure_remembered_then_retried(void **state) {
   assert_int_equal(fake.requests, 5);
 }
 
+/* With every cache slot held by a pending lookup, a caller still gets its
+ * price: the lookup runs on its own thread, uncached. */
+static void price_found_with_every_slot_pending(void **state) {
+  struct retail_prices *p = *state;
+  double usd = 0;
+  struct error_info err = {0};
+  char size[32];
+  fake.hold = true;
+  for (int i = 0; i < RETAIL_PRICES_CACHE; i++) {
+    snprintf(size, sizeof size, "Standard_B%d", i);
+    struct price_query q = {"eastus", size, false};
+    assert_int_equal(retail_prices_hourly(p, &q, time_mono_ms(), &usd, &err),
+                     RESULT_TIMEOUT);
+  }
+  int r = hourly(p, false, &usd, &err);
+  pthread_mutex_lock(&fake.lock); /* release the held lookups before asserting */
+  fake.hold = false;
+  pthread_cond_broadcast(&fake.released);
+  pthread_mutex_unlock(&fake.lock);
+  assert_int_equal(r, RESULT_OK);
+  assert_true(usd == 0.192);
+}
+
 static void endpoint_setting_checked(void **state) {
   struct retail_prices *p = NULL;
   struct error_info err = {0};
@@ -281,6 +308,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(pages_followed_and_cached, setup, teardown),
       cmocka_unit_test_setup_teardown(link_to_another_host_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(failure_remembered_then_retried, setup, teardown),
+      cmocka_unit_test_setup_teardown(price_found_with_every_slot_pending, setup,
+                                      teardown),
       cmocka_unit_test(endpoint_setting_checked),
       cmocka_unit_test(endpoint_must_be_http),
   };
