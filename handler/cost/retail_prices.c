@@ -218,22 +218,28 @@ static int get_page(struct retail_prices *p, const char *url, int64_t deadline_m
   return r;
 }
 
+/* The first page's URL for `filter` (malloc'd; NULL: no memory). */
+static char *first_page_url(const struct retail_prices *p, const char *filter) {
+  char *escaped = http_client_escape(filter);
+  char *url = escaped
+                  ? text_format("%s/api/retail/prices?$filter=%s", p->endpoint, escaped)
+                  : NULL;
+  free(escaped);
+  return url;
+}
+
 static int lookup(struct retail_prices *p, const struct price_query *q,
                   int64_t deadline_ms, double *out_usd, struct error_info *err) {
   struct price_choice choice = {0};
-  char *filter = retail_prices_filter(q), *escaped = NULL, *url = NULL;
+  char *filter = retail_prices_filter(q), *url = NULL;
   int r = RESULT_NOMEM, pages = 0;
   if (!filter) {
     r = error_set(err, RESULT_PERMANENT, "", "\"%.64s\" in \"%.64s\" cannot be priced",
                   q->vm_size ? q->vm_size : "", q->region ? q->region : "");
     goto done;
   }
-  if (!(escaped = http_client_escape(filter)))
+  if (!(url = first_page_url(p, filter)))
     goto done;
-  size_t n = strlen(p->endpoint) + strlen(escaped) + 32;
-  if (!(url = malloc(n)))
-    goto done;
-  snprintf(url, n, "%s/api/retail/prices?$filter=%s", p->endpoint, escaped);
   while (url && pages < RETAIL_PRICES_MAX_PAGES) {
     json_t *page = NULL;
     if ((r = get_page(p, url, deadline_ms, &page, err)) != RESULT_OK)
@@ -263,7 +269,6 @@ done:
   if (r == RESULT_NOMEM)
     error_set(err, RESULT_NOMEM, "", "out of memory looking a price up");
   free(filter);
-  free(escaped);
   free(url);
   return r;
 }
@@ -272,17 +277,12 @@ int retail_prices_check(struct retail_prices *p, int64_t deadline_ms,
                         struct error_info *err) {
   struct price_query q = {"eastus", "Standard_D2s_v3", false};
   char *filter = retail_prices_filter(&q);
-  char *escaped = filter ? http_client_escape(filter) : NULL, *url = NULL;
+  char *url = filter ? first_page_url(p, filter) : NULL;
   json_t *page = NULL;
-  int r = error_set(err, RESULT_NOMEM, "", "out of memory");
-  size_t n = escaped ? strlen(p->endpoint) + strlen(escaped) + 32 : 0;
-  if (escaped && (url = malloc(n))) {
-    snprintf(url, n, "%s/api/retail/prices?$filter=%s", p->endpoint, escaped);
-    r = get_page(p, url, deadline_ms, &page, err);
-  }
+  int r = url ? get_page(p, url, deadline_ms, &page, err)
+              : error_set(err, RESULT_NOMEM, "", "out of memory");
   json_decref(page);
   free(filter);
-  free(escaped);
   free(url);
   return r;
 }
