@@ -255,9 +255,15 @@ static int lookup(struct retail_prices *p, const struct price_query *q,
     if (r != RESULT_OK)
       goto done;
   }
-  if (choice.found && !choice.ambiguous) {
+  if (choice.found && !choice.ambiguous && !url) {
     *out_usd = choice.usd;
     r = RESULT_OK;
+  } else if (choice.found && !choice.ambiguous) {
+    /* An unread page could hold a newer price, or one that disagrees. */
+    r = error_set(err, RESULT_PERMANENT, "",
+                  "the prices of %s in %s run past %d pages; none is taken from a "
+                  "partial read",
+                  q->vm_size, q->region, RETAIL_PRICES_MAX_PAGES);
   } else {
     r = error_set(err, RESULT_PERMANENT, "",
                   "%s Linux pay-as-you-go %sprice for %s in %s%s",
