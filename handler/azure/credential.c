@@ -27,6 +27,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -399,7 +400,9 @@ void credential_free(struct credential *cred) {
 
 /* ---- token responses --------------------------------------------------------- */
 
-/* A JSON number or numeric string as a double; false otherwise. */
+/* A JSON number or numeric string as a finite double; false otherwise (strtod
+ * reads "nan" and "inf", which no bound check below may meet: NaN passes every
+ * comparison's negation, and its cast to int64_t is undefined). */
 static bool json_number(const json_t *v, double *out) {
   if (json_is_number(v)) {
     *out = json_number_value(v);
@@ -413,7 +416,7 @@ static bool json_number(const json_t *v, double *out) {
   double d = strtod(s, &end);
   while (isspace((unsigned char)*end))
     end++;
-  if (end == s || *end || errno)
+  if (end == s || *end || errno || !isfinite(d))
     return false;
   *out = d;
   return true;

@@ -47,10 +47,12 @@ struct jsonx_select {
 /* jsonx_parse for a document of which the caller reads a few members: the
  * result, and the error on bad input, are exactly jsonx_parse's, except that
  * when the value is an object only the members `select` names are built; the
- * rest is checked, not built. */
-json_t *jsonx_parse_select(const char *text, size_t len, int max_depth,
-                           const struct jsonx_select *select, int *out_result,
-                           struct error_info *err);
+ * rest is checked, not built. Text the fast pass hands to jansson (see
+ * jsonx_parse) comes back whole, every member built: callers read the members
+ * they selected and must not rely on the others being absent. */
+HANDLER_NODISCARD json_t *jsonx_parse_select(const char *text, size_t len, int max_depth,
+                                             const struct jsonx_select *select,
+                                             int *out_result, struct error_info *err);
 
 /* The deepest nesting of arrays/objects in `text`, counting strings correctly;
  * stops counting (and returns max_depth + 1) as soon as max_depth is exceeded. */

@@ -31,6 +31,8 @@ int cost_apply(struct record *rec, const struct cost_estimate *e) {
 }
 
 int cost_apply_total(struct record *rec, double total_usd) {
+  if (!(total_usd >= 0) || !isfinite(total_usd))
+    return cost_set_unknown(rec, "the pipeline's total is not a usable number");
   for (size_t i = 0; i < sizeof cost_fields / sizeof *cost_fields; i++)
     record_clear(rec, cost_fields[i]);
   record_clear(rec, REC_COST_UNKNOWN_REASON);

@@ -33,7 +33,9 @@ HANDLER_NODISCARD int cost_apply(struct record *rec,
                                  const struct cost_estimate *estimate);
 
 /* A pipeline's cost, the sum over its steps: sets cost_estimate_usd only (a
- * pipeline has no one VM size). RESULT_OK. */
+ * pipeline has no one VM size). A total that is not a finite number >= 0 (a sum
+ * that overflowed) is no estimate: as cost_set_unknown. RESULT_OK or
+ * RESULT_NOMEM. */
 HANDLER_NODISCARD int cost_apply_total(struct record *rec, double total_usd);
 
 /* Leaves every cost key out and says why in cost_unknown_reason. RESULT_OK or

@@ -218,22 +218,28 @@ static int get_page(struct retail_prices *p, const char *url, int64_t deadline_m
   return r;
 }
 
+/* The first page's URL for `filter` (malloc'd; NULL: no memory). */
+static char *first_page_url(const struct retail_prices *p, const char *filter) {
+  char *escaped = http_client_escape(filter);
+  char *url = escaped
+                  ? text_format("%s/api/retail/prices?$filter=%s", p->endpoint, escaped)
+                  : NULL;
+  free(escaped);
+  return url;
+}
+
 static int lookup(struct retail_prices *p, const struct price_query *q,
                   int64_t deadline_ms, double *out_usd, struct error_info *err) {
   struct price_choice choice = {0};
-  char *filter = retail_prices_filter(q), *escaped = NULL, *url = NULL;
+  char *filter = retail_prices_filter(q), *url = NULL;
   int r = RESULT_NOMEM, pages = 0;
   if (!filter) {
     r = error_set(err, RESULT_PERMANENT, "", "\"%.64s\" in \"%.64s\" cannot be priced",
                   q->vm_size ? q->vm_size : "", q->region ? q->region : "");
     goto done;
   }
-  if (!(escaped = http_client_escape(filter)))
+  if (!(url = first_page_url(p, filter)))
     goto done;
-  size_t n = strlen(p->endpoint) + strlen(escaped) + 32;
-  if (!(url = malloc(n)))
-    goto done;
-  snprintf(url, n, "%s/api/retail/prices?$filter=%s", p->endpoint, escaped);
   while (url && pages < RETAIL_PRICES_MAX_PAGES) {
     json_t *page = NULL;
     if ((r = get_page(p, url, deadline_ms, &page, err)) != RESULT_OK)
@@ -249,9 +255,15 @@ static int lookup(struct retail_prices *p, const struct price_query *q,
     if (r != RESULT_OK)
       goto done;
   }
-  if (choice.found && !choice.ambiguous) {
+  if (choice.found && !choice.ambiguous && !url) {
     *out_usd = choice.usd;
     r = RESULT_OK;
+  } else if (choice.found && !choice.ambiguous) {
+    /* An unread page could hold a newer price, or one that disagrees. */
+    r = error_set(err, RESULT_PERMANENT, "",
+                  "the prices of %s in %s run past %d pages; none is taken from a "
+                  "partial read",
+                  q->vm_size, q->region, RETAIL_PRICES_MAX_PAGES);
   } else {
     r = error_set(err, RESULT_PERMANENT, "",
                   "%s Linux pay-as-you-go %sprice for %s in %s%s",
@@ -263,7 +275,6 @@ done:
   if (r == RESULT_NOMEM)
     error_set(err, RESULT_NOMEM, "", "out of memory looking a price up");
   free(filter);
-  free(escaped);
   free(url);
   return r;
 }
@@ -272,17 +283,12 @@ int retail_prices_check(struct retail_prices *p, int64_t deadline_ms,
                         struct error_info *err) {
   struct price_query q = {"eastus", "Standard_D2s_v3", false};
   char *filter = retail_prices_filter(&q);
-  char *escaped = filter ? http_client_escape(filter) : NULL, *url = NULL;
+  char *url = filter ? first_page_url(p, filter) : NULL;
   json_t *page = NULL;
-  int r = error_set(err, RESULT_NOMEM, "", "out of memory");
-  size_t n = escaped ? strlen(p->endpoint) + strlen(escaped) + 32 : 0;
-  if (escaped && (url = malloc(n))) {
-    snprintf(url, n, "%s/api/retail/prices?$filter=%s", p->endpoint, escaped);
-    r = get_page(p, url, deadline_ms, &page, err);
-  }
+  int r = url ? get_page(p, url, deadline_ms, &page, err)
+              : error_set(err, RESULT_NOMEM, "", "out of memory");
   json_decref(page);
   free(filter);
-  free(escaped);
   free(url);
   return r;
 }
@@ -305,25 +311,32 @@ static void job_free(struct job *job) {
   free(job);
 }
 
+/* One lookup, logged and counted; `value` gets the price as cached. */
+static int logged_lookup(struct retail_prices *p, const struct price_query *q,
+                         int64_t deadline_ms, double *out_usd, char value[40],
+                         struct error_info *err) {
+  int r = lookup(p, q, deadline_ms, out_usd, err);
+  if (r == RESULT_OK) {
+    snprintf(value, 40, "%.17g", *out_usd);
+    log_info("event=retail_price_found region=%s vm_size=%s priority=%s usd_per_hour=%s",
+             q->region, q->vm_size, q->low_priority ? "low" : "dedicated", value);
+  } else {
+    atomic_fetch_add(&p->failures, 1);
+    log_warn("event=retail_price_missing region=%s vm_size=%s priority=%s reason=\"%s\"",
+             q->region, q->vm_size, q->low_priority ? "low" : "dedicated", err->message);
+  }
+  return r;
+}
+
 /* Runs one lookup and settles its cache entry. */
 static void run_job(struct job *job, int64_t deadline_ms) {
-  struct retail_prices *p = job->prices;
   struct price_query q = {job->region, job->vm_size, job->low_priority};
   struct error_info err = {0};
   double usd = 0;
   char value[40];
-  int r = lookup(p, &q, deadline_ms, &usd, &err);
-  if (r == RESULT_OK) {
-    snprintf(value, sizeof value, "%.17g", usd);
-    log_info("event=retail_price_found region=%s vm_size=%s priority=%s usd_per_hour=%s",
-             q.region, q.vm_size, q.low_priority ? "low" : "dedicated", value);
-  } else {
-    atomic_fetch_add(&p->failures, 1);
-    log_warn("event=retail_price_missing region=%s vm_size=%s priority=%s reason=\"%s\"",
-             q.region, q.vm_size, q.low_priority ? "low" : "dedicated", err.message);
-  }
-  lookup_cache_end(&p->cache, job->key, job->ticket, r == RESULT_OK ? value : NULL, r,
-                   &err);
+  int r = logged_lookup(job->prices, &q, deadline_ms, &usd, value, &err);
+  lookup_cache_end(&job->prices->cache, job->key, job->ticket,
+                   r == RESULT_OK ? value : NULL, r, &err);
 }
 
 static void *job_thread(void *arg) {
@@ -386,6 +399,19 @@ int retail_prices_hourly(struct retail_prices *p, const struct price_query *q,
   if (!key)
     return error_set(err, RESULT_NOMEM, "", "out of memory looking a price up");
   int r = lookup_cache_begin(&p->cache, key, deadline_ms, &value, &ticket, err);
+  if (r == RESULT_OK && !value && ticket == 0) {
+    /* No slot to share a lookup through (every one is pending): a thread's
+     * outcome would reach nobody, so the lookup runs here, by the caller's
+     * deadline, uncached. */
+    struct error_info local = {0};
+    char text[40];
+    atomic_fetch_add(&p->lookups, 1);
+    r = logged_lookup(p, q, deadline_ms, out_usd, text, &local);
+    if (r != RESULT_OK && err)
+      *err = local;
+    free(key);
+    return r;
+  }
   if (r == RESULT_OK && !value) {
     atomic_fetch_add(&p->lookups, 1);
     if (!(job = calloc(1, sizeof *job)) || !(job->key = strdup(key)) ||

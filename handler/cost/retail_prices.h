@@ -7,10 +7,10 @@
  * "Azure Retail Prices overview",
  * https://learn.microsoft.com/rest/api/cost-management/retail-prices/azure-retail-prices),
  * answered as pages `{"BillingCurrency", "Items": [...], "NextPageLink",
- * "Count"}`; NextPageLink is followed up to RETAIL_PRICES_MAX_PAGES pages, and
- * only to the endpoint's own origin. No api-version is sent: the default
- * version compares filter values case-insensitively, and AML spells sizes in
- * capitals ("STANDARD_DS3_V2") where the price list writes "Standard_DS3_v2".
+ * "Count"}`; NextPageLink is followed up to RETAIL_PRICES_MAX_PAGES pages (no
+ * price when pages remain unread), and only to the endpoint's own origin. No api-version
+ * is sent: the default version compares filter values case-insensitively, and AML spells
+ * sizes in capitals ("STANDARD_DS3_V2") where the price list writes "Standard_DS3_v2".
  * The item is chosen by retail_prices_scan() (see there).
  *
  * The cache: one entry per region + size + priority. A price is kept for
@@ -19,7 +19,9 @@
  * runs on a thread of its own with its own deadline (RETAIL_PRICES_LOOKUP_MS),
  * one per key however many runs ask at once; callers wait for it only until
  * their own deadline, so a slow API delays no invocation past its share of
- * time, and the price that arrives later serves the next runs.
+ * time, and the price that arrives later serves the next runs. With every
+ * cache slot held by a running lookup, a caller looks its price up on its own
+ * thread, by its own deadline, uncached.
  *
  * Results of retail_prices_hourly(): RESULT_OK with the price; otherwise the
  * reason as a sentence in `err` (never a failed invocation: the caller records

@@ -48,6 +48,14 @@ static void fields_set_and_cleared(void **state) {
   assert_field(&rec, REC_COST_UNKNOWN_REASON, NULL);
   assert_field(&rec, REC_VM_SIZE, NULL);
 
+  /* A sum that overflowed is no estimate, and says so. */
+  assert_int_equal(cost_apply_total(&rec, INFINITY), RESULT_OK);
+  assert_false(record_number(&rec, REC_COST_ESTIMATE_USD, &v));
+  assert_non_null(record_string(&rec, REC_COST_UNKNOWN_REASON));
+  assert_int_equal(cost_apply_total(&rec, -1), RESULT_OK);
+  assert_false(record_number(&rec, REC_COST_ESTIMATE_USD, &v));
+  assert_non_null(record_string(&rec, REC_COST_UNKNOWN_REASON));
+
   struct cost_estimate bad = {"X", "Dedicated", 1, NAN, 1000};
   assert_int_equal(cost_apply(&rec, &bad), RESULT_OK);
   assert_false(record_number(&rec, REC_COST_ESTIMATE_USD, &v));

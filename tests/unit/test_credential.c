@@ -625,6 +625,14 @@ static void parses_every_expires_on_form(void **state) {
       RESULT_OK);
   assert_int_equal(tok.refresh_at_ms, 43199000);
   free(tok.access_token);
+  /* strtod reads "nan": not a lifetime (no NaN reaches an int64_t cast). */
+  const char *nan_lifetime = "{\"access_token\":\"a\",\"expires_in\":\"nan\"}";
+  struct error_info err = {0};
+  assert_int_equal(
+      credential_parse_aad_response(nan_lifetime, strlen(nan_lifetime), 0, &tok, &err),
+      RESULT_TRANSIENT);
+  assert_non_null(strstr(err.message, "expires_in"));
+  assert_null(tok.access_token);
 }
 
 static void caches_per_scope(void **state) {

@@ -2,7 +2,8 @@
  * time to live passes and is then looked up again; a failure is served only to
  * its waiters without a negative time to live, and to everyone within it; a
  * waiter shares its leader's value; a full cache evicts the least recently used
- * key. The clock is a test clock (time_set_clock). */
+ * settled key, never a pending one (a caller then leads uncached). The clock is a test
+ * clock (time_set_clock). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -142,6 +143,28 @@ static void least_recently_used_evicted(void **state) {
   lookup_cache_cleanup(&c);
 }
 
+/* Pending entries are never evicted: with every slot pending, a new key's
+ * caller leads uncached (ticket 0), and the pending lookup still settles. */
+static void pending_entries_kept_when_full(void **state) {
+  struct lookup_cache c;
+  char *value = NULL;
+  uint64_t ticket = 1;
+  assert_int_equal(lookup_cache_init(&c, 1, 0, 0), RESULT_OK);
+  uint64_t a = lead(&c, "a");
+  assert_int_equal(lookup_cache_begin(&c, "b", fake_now + 10, &value, &ticket, NULL),
+                   RESULT_OK);
+  assert_null(value);
+  assert_int_equal(ticket, 0);
+  lookup_cache_end(&c, "b", ticket, "B", RESULT_OK, NULL); /* a no-op */
+  lookup_cache_end(&c, "a", a, "A", RESULT_OK, NULL);
+  assert_int_equal(lookup_cache_begin(&c, "a", fake_now + 10, &value, &ticket, NULL),
+                   RESULT_OK);
+  assert_string_equal(value, "A");
+  free(value);
+  lead(&c, "b"); /* "b" was never cached */
+  lookup_cache_cleanup(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(value_expires_after_ttl, setup, teardown),
@@ -151,6 +174,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(waiter_shares_the_leaders_value, setup, teardown),
       cmocka_unit_test_setup_teardown(least_recently_used_evicted, setup, teardown),
+      cmocka_unit_test_setup_teardown(pending_entries_kept_when_full, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

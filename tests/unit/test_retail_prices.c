@@ -3,8 +3,9 @@
  * Reservation, an older price and a secondary meter region around the one
  * Linux pay-as-you-go price), NextPageLink followed (its ":443" origin is the
  * endpoint's), a link to another host refused, the escaped filter, one lookup
- * per key (the cache), and a failed lookup remembered for five minutes, then
- * retried. */
+ * per key (the cache), a failed lookup remembered for five minutes, then
+ * retried, a price still found with every cache slot pending, and none taken
+ * from a read cut short by the page limit. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <setjmp.h>
@@ -132,9 +133,12 @@ static struct {
   int requests;
   int fail;                /* non-zero: the transport fails with this */
   const char *second_link; /* NextPageLink of page 1, when set */
+  bool endless;            /* every page links to one more */
   bool authorization;      /* a request carried an Authorization header */
+  bool hold;               /* requests for Standard_B sizes wait until cleared */
+  pthread_cond_t released;
   char urls[8][1024];
-} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER, .released = PTHREAD_COND_INITIALIZER};
 
 static int transport(void *ctx, const struct http_request *req, struct http_response *out,
                      struct error_info *err) {
@@ -144,14 +148,19 @@ static int transport(void *ctx, const struct http_request *req, struct http_resp
   int n = fake.requests++;
   if (n < 8)
     snprintf(fake.urls[n], sizeof fake.urls[n], "%s", req->url);
+  while (fake.hold && strstr(req->url, "Standard_B"))
+    pthread_cond_wait(&fake.released, &fake.lock);
   pthread_mutex_unlock(&fake.lock);
   if (fake.fail)
     return error_set(err, fake.fail, "", "connection refused");
   bool first = strstr(req->url, "$skip=") == NULL;
   char *body = read_data(first ? "eastus_d4s_v3_page1.json" : "eastus_d4s_v3_page2.json");
-  if (first && fake.second_link) {
+  if ((first && fake.second_link) || fake.endless) {
     json_t *doc = json_loads(body, 0, NULL);
-    json_object_set_new(doc, "NextPageLink", json_string(fake.second_link));
+    char next[128];
+    snprintf(next, sizeof next, ENDPOINT "/api/retail/prices?$skip=%d", (n + 1) * 4);
+    json_object_set_new(doc, "NextPageLink",
+                        json_string(fake.endless ? next : fake.second_link));
     free(body);
     body = json_dumps(doc, 0);
     json_decref(doc);
@@ -175,6 +184,7 @@ static int setup(void **state) {
   fake.requests = 0;
   fake.fail = 0;
   fake.second_link = NULL;
+  fake.endless = false;
   struct retail_prices *p = NULL;
   assert_int_equal(retail_prices_new(getenv_prices, NULL, &p, NULL), RESULT_OK);
   retail_prices_set_transport_for_test(p, transport, NULL);
@@ -229,6 +239,18 @@ static void link_to_another_host_refused(void **state) {
   assert_int_equal(fake.requests, 1);
 }
 
+/* The price is on page 2, but pages go on past the last one read: an unread
+ * page could hold a newer or a disagreeing price, so none is taken. */
+static void no_price_from_a_partial_read(void **state) {
+  struct retail_prices *p = *state;
+  double usd = 0;
+  struct error_info err = {0};
+  fake.endless = true;
+  assert_int_equal(hourly(p, false, &usd, &err), RESULT_PERMANENT);
+  assert_non_null(strstr(err.message, "partial read"));
+  assert_int_equal(fake.requests, RETAIL_PRICES_MAX_PAGES);
+}
+
 static void failure_remembered_then_retried(void **state) {
   struct retail_prices *p = *state;
   double usd = 0;
@@ -250,6 +272,29 @@ static void failure_remembered_then_retried(void **state) {
   fake_now += RETAIL_PRICES_TTL_MS; /* a day later: looked up again */
   assert_int_equal(hourly(p, false, &usd, &err), RESULT_OK);
   assert_int_equal(fake.requests, 5);
+}
+
+/* With every cache slot held by a pending lookup, a caller still gets its
+ * price: the lookup runs on its own thread, uncached. */
+static void price_found_with_every_slot_pending(void **state) {
+  struct retail_prices *p = *state;
+  double usd = 0;
+  struct error_info err = {0};
+  char size[32];
+  fake.hold = true;
+  for (int i = 0; i < RETAIL_PRICES_CACHE; i++) {
+    snprintf(size, sizeof size, "Standard_B%d", i);
+    struct price_query q = {"eastus", size, false};
+    assert_int_equal(retail_prices_hourly(p, &q, time_mono_ms(), &usd, &err),
+                     RESULT_TIMEOUT);
+  }
+  int r = hourly(p, false, &usd, &err);
+  pthread_mutex_lock(&fake.lock); /* release the held lookups before asserting */
+  fake.hold = false;
+  pthread_cond_broadcast(&fake.released);
+  pthread_mutex_unlock(&fake.lock);
+  assert_int_equal(r, RESULT_OK);
+  assert_true(usd == 0.192);
 }
 
 static void endpoint_setting_checked(void **state) {
@@ -280,7 +325,10 @@ int main(void) {
       cmocka_unit_test(filter_refuses_odd_names),
       cmocka_unit_test_setup_teardown(pages_followed_and_cached, setup, teardown),
       cmocka_unit_test_setup_teardown(link_to_another_host_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(no_price_from_a_partial_read, setup, teardown),
       cmocka_unit_test_setup_teardown(failure_remembered_then_retried, setup, teardown),
+      cmocka_unit_test_setup_teardown(price_found_with_every_slot_pending, setup,
+                                      teardown),
       cmocka_unit_test(endpoint_setting_checked),
       cmocka_unit_test(endpoint_must_be_http),
   };
