@@ -677,14 +677,6 @@ static void call_cleanup(struct call *call) {
   }
 }
 
-/* A record says what its event reported: a RunStatusChanged(Running) processed
- * after the run ended (a redelivery, a backlog) stays Running, so it is neither
- * counted as finished nor measured. The run's current status fills in only when
- * the event carries none. */
-static int keep_event_status(struct record *rec, const struct aml_event *ev) {
-  return ev->run_status ? record_set_string(rec, REC_STATUS, ev->run_status) : RESULT_OK;
-}
-
 static int enrich(struct enricher *self, const struct aml_event *ev, struct record *rec,
                   int64_t deadline_ms, struct error_info *err) {
   struct aml_client *c = (struct aml_client *)self;
@@ -718,8 +710,7 @@ static int enrich(struct enricher *self, const struct aml_event *ev, struct reco
   result = get_run(&call, api, exp, ev->run_id, false, "run", &run, &local);
   if (result != RESULT_OK)
     goto done;
-  if ((result = run_details_apply(rec, run)) != RESULT_OK ||
-      (result = keep_event_status(rec, ev)) != RESULT_OK)
+  if ((result = run_details_apply(rec, run)) != RESULT_OK)
     goto done;
   if (!json_is_object(jsonx_get_ci(run, "runDefinition"))) {
     struct error_info details_err = {0};
@@ -731,8 +722,7 @@ static int enrich(struct enricher *self, const struct aml_event *ev, struct reco
     } else if (result != RESULT_OK) {
       local = details_err;
       goto done;
-    } else if ((result = run_details_apply(rec, details)) != RESULT_OK ||
-               (result = keep_event_status(rec, ev)) != RESULT_OK) {
+    } else if ((result = run_details_apply(rec, details)) != RESULT_OK) {
       goto done;
     }
   }

@@ -26,7 +26,6 @@ struct mapping {
 
 /* Fields the run document decides (replacing the event's value). */
 static const struct mapping run_fields[] = {
-    {REC_STATUS, {P("status")}},
     {REC_RUN_TYPE, {P("runType"), P("properties", "azureml.runsource")}},
     {REC_TARGET, {P("target"), P("compute", "target"), P("runDefinition", "target")}},
     {REC_COMPUTE_TARGET_TYPE,
@@ -63,7 +62,7 @@ static const struct mapping parent_fields[] = {
  * parses documents both ways and compares the records. */
 #define S(...) ((const struct jsonx_select[]){__VA_ARGS__, {NULL, NULL}})
 const struct jsonx_select run_details_select[] = {
-    {"status", NULL},
+    {"status", NULL}, /* not mapped: the workspace watch reads it */
     {"runType", NULL},
     {"runId", NULL},
     {"parentRunId", NULL},
@@ -126,8 +125,6 @@ static int apply_table(struct record *rec, const json_t *doc, const struct mappi
     const char *text = first_text(doc, &table[i], buf, sizeof buf);
     if (!text)
       continue;
-    if (table[i].field == REC_STATUS && run_status_canonical(text))
-      text = run_status_canonical(text);
     if (record_set_string(rec, table[i].field, text) != RESULT_OK)
       return RESULT_NOMEM;
   }

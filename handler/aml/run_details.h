@@ -10,8 +10,8 @@
  * Precedence: a value found in the run document replaces what the event said
  * (the service is the source of truth); fields the document does not carry keep
  * the event's value. Experiment name and id are only filled, never replaced.
- * The status is mapped too; the AML client then puts back the status the event
- * reported, when it reported one (a record says what its event said).
+ * The status is not mapped: a record says what its event reported (a
+ * RunStatusChanged(Running) processed after the run ended stays Running).
  *
  * Ownership: documents are borrowed; the record copies what it keeps.
  * Thread-safe: no shared state. */
@@ -29,7 +29,7 @@
  * with jsonx_parse_select(..., run_details_select, ...) to build only those. */
 extern const struct jsonx_select run_details_select[];
 
-/* Maps a RunDetails or Run document onto `rec`: status, run type, target,
+/* Maps a RunDetails or Run document onto `rec`: run type, target,
  * compute target type, times (start, end, execution and queue time), docker
  * image, script, snapshot id, step type, node id, parent run id, display name,
  * error code and message of a failed run, and the run's tags and properties
