@@ -72,6 +72,8 @@ static void escape_controls(char *dst, size_t dst_size, const char *src) {
 
 /* Formats one whole line ("level=... [invocation_id=...] message\n") into out. */
 static void format_line(char *out, size_t out_size, enum log_level level, const char *fmt,
+                        va_list ap) HANDLER_PRINTF(4, 0);
+static void format_line(char *out, size_t out_size, enum log_level level, const char *fmt,
                         va_list ap) {
   char message[2048];
   vsnprintf(message, sizeof message, fmt, ap);
